@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Each builds .venv when missing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PIP_FLAGS := --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: demo test lint bench bench-peers venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[trico,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m examples.trico demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest -n 2 --dist loadfile -q
+
+# Peer libraries for benchmarks/peers.py. betty-ml and boat-torch declare dependencies that
+# pip refuses or that would replace the pinned torch: they go in without them.
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[bench]'
+	-$(PY) -m pip install $(PIP_FLAGS) --no-deps betty-ml boat-torch higher
+	@touch $@
+
+bench: $(VENV)/.bench
+	$(PY) benchmarks/hypergradient.py --out benchmarks/results
+
+bench-peers: $(VENV)/.bench
+	$(PY) benchmarks/peers.py --quick --out benchmarks/results
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
