@@ -1,0 +1,165 @@
+"""The assembled TriCo network (Sec. 3.1, Fig. 2): ``N_ir`` -> (u, v) -> frozen semantic encoder on ``v`` ->
+``N_fr`` with IHEM -> upsampler -> ``y``.
+
+Trainable parameter groups, as the tri-level trainer needs them:
+
+- ``model.illumination`` (``N_ir``, ``w_i``),
+- ``model.refinement`` (``N_fr`` + IHEM + upsampler, ``w_s``),
+- ``model.semantic`` (frozen SAM encoder or ``None``): ``requires_grad=False``, always in eval mode, excluded
+  from ``trainable_parameters()``, ``parameter_groups()`` and ``trainable_state_dict()``.
+
+``forward`` is free of in-place updates of parameters and of cached parameter-derived tensors, so
+``torch.func.functional_call(model, params, (x,))`` works with any subset of ``named_parameters()`` names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .common import pad_to_multiple
+from .illumination import IlluminationRegulator
+from .refinement import RefinementNetwork
+from .semantic import build_semantic_encoder
+
+__all__ = ["TriCo", "TriCoOutput", "DEFAULT_WIDTHS", "build_model"]
+
+# Chosen to sit just under the size budget (1.5 M trainable parameters, 21 GMACs at 1x3x128x128, x2).
+DEFAULT_WIDTHS: dict[str, Any] = {
+    "ir_width": 16,
+    "fr_widths": [32, 64, 128],
+    "enc_blocks": [1, 1, 1],
+    "dec_blocks": [0, 0, 0],
+    "refine_blocks": 1,
+    "hr_blocks": 0,
+    "heads": [4, 2, 1],
+    "ffn_expansion": 2.0,
+    "alpha_channels": 3,
+    "upsampler": "a2u",
+    "encoder_size": 1024,
+}
+SEMANTIC_PREFIX = "semantic."
+
+
+@dataclass
+class TriCoOutput:
+    """Result of ``TriCo.forward``: ``y`` (B, 3, sH, sW); ``u``, ``v``, ``alpha``, ``beta`` (B, 3, H, W);
+    ``illumination_features`` (f_i, coarsest first, padded size) and ``semantic_features`` (f_s or None)."""
+
+    y: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    illumination_features: list[torch.Tensor] = field(default_factory=list, repr=False)
+    semantic_features: list[torch.Tensor] | None = field(default=None, repr=False)
+
+
+class TriCo(nn.Module):
+    """See the module docstring. Build it with :func:`build_model`."""
+
+    def __init__(self, scale: int = 2, semantic: str = "none", checkpoint: str | None = None, **widths: Any):
+        super().__init__()
+        unknown = set(widths) - set(DEFAULT_WIDTHS)
+        if unknown:
+            raise TypeError(f"unknown TriCo options {sorted(unknown)}; known: {sorted(DEFAULT_WIDTHS)}")
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale}")
+        cfg = {**DEFAULT_WIDTHS, **widths}
+        self.scale = int(scale)
+        self.config: dict[str, Any] = {
+            "scale": self.scale,
+            "semantic": semantic,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        }
+        self.illumination = IlluminationRegulator(cfg["ir_width"], cfg["alpha_channels"])
+        self.semantic = build_semantic_encoder(semantic, checkpoint, cfg["encoder_size"])
+        self.refinement = RefinementNetwork(
+            self.scale,
+            self.illumination.channels,
+            None if self.semantic is None else self.semantic.channels,
+            widths=cfg["fr_widths"],
+            enc_blocks=cfg["enc_blocks"],
+            dec_blocks=cfg["dec_blocks"],
+            refine_blocks=cfg["refine_blocks"],
+            hr_blocks=cfg["hr_blocks"],
+            heads=cfg["heads"],
+            ffn_expansion=cfg["ffn_expansion"],
+            upsampler=cfg["upsampler"],
+        )
+
+    # ----------------------------------------------------------------------------------------------- params
+    def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` of ``w_i`` and ``w_s``, names as in ``named_parameters()``."""
+        for name, p in self.named_parameters():
+            if not name.startswith(SEMANTIC_PREFIX):
+                yield name, p
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        for _, p in self.named_trainable_parameters():
+            yield p
+
+    def parameter_groups(self) -> dict[str, dict[str, nn.Parameter]]:
+        """``{"illumination": {name: p}, "refinement": {name: p}}`` with full ``named_parameters()`` names,
+        ready for ``torch.func.functional_call``."""
+        return {
+            group: {f"{group}.{n}": p for n, p in getattr(self, group).named_parameters()}
+            for group in ("illumination", "refinement")
+        }
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """``state_dict()`` without the frozen semantic encoder (its weights come from its own checkpoint)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(SEMANTIC_PREFIX)}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a (trainable) state dict; semantic-encoder entries, if present, are ignored."""
+        state = {k: v for k, v in state.items() if not k.startswith(SEMANTIC_PREFIX)}
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(SEMANTIC_PREFIX)]
+        if missing or unexpected:
+            raise ValueError(
+                f"state dict does not match this TriCo model: missing {missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                f"{'...' if len(unexpected) > 5 else ''}"
+            )
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> TriCoOutput:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a batch (B, 3, H, W), got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        s = self.scale
+        xp, _, _ = pad_to_multiple(x.clamp(0.0, 1.0), 4)
+        ill = self.illumination(xp)
+        f_s = self.semantic(ill.v) if self.semantic is not None else None
+        y = self.refinement(ill.v, ill.features, f_s)
+        return TriCoOutput(
+            y=y[..., : s * h, : s * w],
+            u=ill.u[..., :h, :w],
+            v=ill.v[..., :h, :w],
+            alpha=ill.alpha[..., :h, :w],
+            beta=ill.beta[..., :h, :w],
+            illumination_features=ill.features,
+            semantic_features=f_s,
+        )
+
+
+def build_model(scale: int = 2, semantic: str = "none", checkpoint: str | None = None, **widths: Any) -> TriCo:
+    """Build the TriCo network.
+
+    Args:
+        scale: 2 or 4 (any positive integer works).
+        semantic: ``"none"``, ``"sam_vit_b"``, ``"sam_vit_l"`` or ``"sam_vit_h"``.
+        checkpoint: path of the SAM checkpoint for a ``sam_*`` prior (``None``: random weights, tests only).
+        **widths: overrides of :data:`DEFAULT_WIDTHS` (``ir_width``, ``fr_widths``, ``enc_blocks``, ...).
+
+    ``model.config`` holds these arguments as a plain dict, so ``build_model(**model.config)`` rebuilds it.
+    """
+    return TriCo(scale=scale, semantic=semantic, checkpoint=checkpoint, **widths)
+
+

@@ -1,0 +1,87 @@
+"""The two-level functional entry point ``hyperlevel.hypergradient``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from ._flat import leaves
+from .errors import InvalidProblemError
+from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
+from .solvers.implicit import ConjugateGradient
+from .validation import check_params, check_same_dtype
+
+
+def hypergradient(
+    outer_loss: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
+    inner_loss: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
+    outer_params: Mapping[str, Tensor],
+    inner_params: Mapping[str, Tensor],
+    solver: Solver | None = None,
+    *,
+    return_info: bool = False,
+) -> dict[str, Tensor] | tuple[dict[str, Tensor], SolverInfo]:
+    r"""Gradient of the outer loss with respect to the outer parameters through the inner best response.
+
+    For ``w*(o) = argmin_w inner_loss(o, w)`` this returns (an approximation of)
+
+    .. math:: \frac{d}{do} F(o, w^*(o)) = \partial_o F - \partial_o\partial_w G \, H^{-1} \partial_w F
+
+    evaluated at ``inner_params``, which should be at or near ``w*(o)``. Which quantity exactly is computed
+    depends on the solver (docs/concepts.md): the implicit solvers (:class:`~hyperlevel.solvers.ConjugateGradient`,
+    :class:`~hyperlevel.solvers.Neumann`) the formula above; ``FiniteDifference`` and ``Unrolled`` the gradient
+    through one or ``K`` inner gradient steps; ``FirstOrder`` the partial derivative only.
+
+    Args:
+        outer_loss: ``outer_loss(outer_params, inner_params) -> scalar tensor`` (``F``).
+        inner_loss: ``inner_loss(outer_params, inner_params) -> scalar tensor`` (``G``).
+        outer_params: dict of name -> tensor.
+        inner_params: dict of name -> tensor at (or near) a minimiser of ``inner_loss``.
+        solver: default ``ConjugateGradient(iterations=50)``.
+        return_info: also return a :class:`~hyperlevel.solvers.SolverInfo` (iterations, final residual, ...).
+
+    Returns:
+        A dict with the keys, shapes and dtype of ``outer_params`` (detached), and the info when asked.
+        The user's tensors are never modified and no ``.grad`` is written.
+
+    Example:
+        >>> import torch, hyperlevel
+        >>> o = {"lam": torch.tensor(1.0, dtype=torch.float64)}
+        >>> w = {"w": torch.tensor(2.0 / 2.0, dtype=torch.float64)}  # argmin (lam + 1) w^2 / 2 - 2 w
+        >>> inner = lambda o, i: (o["lam"] + 1) * i["w"] ** 2 / 2 - 2 * i["w"]
+        >>> outer = lambda o, i: (i["w"] - 3) ** 2 / 2
+        >>> g = hyperlevel.hypergradient(outer, inner, o, w)  # dF/dlam = (w-3) * (-2/(lam+1)^2)
+        >>> round(g["lam"].item(), 6)
+        1.0
+    """
+    if solver is None:
+        solver = ConjugateGradient(iterations=50)
+    if not isinstance(solver, Solver):
+        raise InvalidProblemError(
+            f"solver must be a hyperlevel.solvers.Solver (e.g. ConjugateGradient(iterations=50)), got {solver!r}"
+        )
+    for fn, what in ((outer_loss, "outer_loss"), (inner_loss, "inner_loss")):
+        if not callable(fn):
+            raise InvalidProblemError(f"{what} must be callable(outer_params, inner_params) -> scalar tensor")
+    check_params(outer_params, "outer_params")
+    check_params(inner_params, "inner_params")
+    dtype = check_same_dtype([("outer_params", outer_params), ("inner_params", inner_params)])
+    outer = leaves(outer_params)
+    inner = leaves(inner_params)
+    with torch.enable_grad():
+        flat, info = solver.solve(outer_loss, inner_loss, outer, inner)
+    result = {}
+    for (name, ref), g in zip(outer_params.items(), flat, strict=True):
+        g = g.detach().to(dtype)
+        if not torch.isfinite(g).all():
+            from .errors import SolverDivergedError
+
+            raise SolverDivergedError(f"{info.solver}: the hypergradient for {name!r} contains NaN or Inf")
+        result[name] = g.reshape(ref.shape)
+    report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
+    return (result, info) if return_info else result
+
+
+__all__ = ["hypergradient", "OnNonconvergence"]

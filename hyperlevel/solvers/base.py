@@ -1,0 +1,78 @@
+"""The protocol every hypergradient solver implements, and the diagnostics it returns."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import Tensor
+
+from .._flat import Params
+from ..errors import ConvergenceError, ConvergenceWarning
+
+PairLoss = Callable[[Params, Params], Tensor]
+OnNonconvergence = Literal["warn", "raise", "ignore"]
+
+
+@dataclass
+class SolverInfo:
+    """What a solver did for one hypergradient.
+
+    Attributes:
+        solver: the solver's class name.
+        iterations: iterations of the inner linear solve (CG, Neumann) or steps unrolled; 0 when none.
+        residual: final relative residual ``||H x - b|| / ||b||`` of the linear system, or ``nan`` when the
+            solver solves none (finite difference, unrolled, first order).
+        converged: ``False`` when an iterative solver stopped at its iteration cap above its tolerance.
+        gradient_evals: gradient evaluations (forward + backward passes) spent.
+        hvp_evals: Hessian-vector (and mixed second-derivative) products spent.
+        message: a human-readable note (why it stopped, what was wrong).
+        extra: solver-specific figures (for instance the finite-difference step actually used).
+    """
+
+    solver: str
+    iterations: int = 0
+    residual: float = math.nan
+    converged: bool = True
+    gradient_evals: int = 0
+    hvp_evals: int = 0
+    message: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Solver(ABC):
+    """A way to compute (or approximate) the hypergradient of a bilevel problem.
+
+    ``solve`` receives fresh autograd leaves (never the user's tensors) and returns the gradient with respect to
+    the outer parameters, as flat tensors in the order of ``outer``, plus a :class:`SolverInfo`.
+    """
+
+    #: the name shared across libraries in benchmarks (``cg``, ``neumann``, ...)
+    method: str = ""
+
+    @abstractmethod
+    def solve(
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+    ) -> tuple[list[Tensor], SolverInfo]:
+        """Compute the hypergradient at the given inner point."""
+
+    def __repr__(self) -> str:  # dataclass-like, for logs and reports
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+def report_convergence(info: SolverInfo, policy: OnNonconvergence) -> None:
+    """Warn or raise when a solver stopped short of its tolerance; never stay silent unless told to."""
+    if info.converged or policy == "ignore":
+        return
+    text = (
+        f"{info.solver} stopped after {info.iterations} iterations with relative residual "
+        f"{info.residual:.3e}, above its tolerance. {info.message}".strip()
+    )
+    if policy == "raise":
+        raise ConvergenceError(text)
+    warnings.warn(text, ConvergenceWarning, stacklevel=4)

@@ -1,0 +1,29 @@
+"""First-order hypergradient: the direct partial derivative only (a baseline)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._flat import Params
+from ..functional import evaluate, grads
+from .base import PairLoss, Solver, SolverInfo
+
+
+class FirstOrder(Solver):
+    """The partial derivative ``d_o F(o, w)`` at the given inner point, ignoring how ``w*`` moves with ``o``.
+
+    Exact when the outer parameters do not enter the inner problem; otherwise a biased baseline (it is zero for
+    pure hyper-parameters such as a regularisation weight that appears only in the inner loss). Cost: 1 gradient
+    evaluation.
+    """
+
+    method = "first_order"
+
+    def solve(
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+    ) -> tuple[list[Tensor], SolverInfo]:
+        value = evaluate(outer_loss, outer, inner, "outer_loss")
+        gs = grads(value, outer)
+        out = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, outer.values(), strict=True)]
+        return out, SolverInfo(solver=type(self).__name__, gradient_evals=1)

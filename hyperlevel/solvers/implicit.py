@@ -1,0 +1,147 @@
+"""Implicit-function-theorem hypergradients: conjugate gradient and Neumann series.
+
+At an inner minimiser ``w*(o)`` of ``G(o, w)`` the implicit function theorem gives
+
+    dF/do = d_o F(o, w*) - (d_o d_w G)(o, w*) H^{-1} d_w F(o, w*),    H = d_w d_w G(o, w*),
+
+so one linear solve ``H x = d_w F`` (matrix-free, by Hessian-vector products) plus one mixed second-derivative
+product gives the exact hypergradient, whatever path led to ``w*``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._flat import Params, flatten
+from ..errors import InvalidProblemError
+from ..functional import HessianOperator, check_outer_used, inner_gradient, outer_partials
+from .base import OnNonconvergence, PairLoss, Solver, SolverInfo
+from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
+
+
+def default_tol(dtype: torch.dtype) -> float:
+    """A relative residual each dtype can reach: 1e-10 in float64, 1e-5 in float32 and lower precision."""
+    return 1e-10 if dtype == torch.float64 else 1e-5
+
+
+class ImplicitSolver(Solver):
+    """Shared machinery of the implicit solvers; subclasses only choose the linear solver."""
+
+    def __init__(self, iterations: int, tol: float | None, on_nonconvergence: OnNonconvergence, warm_start: bool):
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if tol is not None and tol <= 0:
+            raise ValueError(f"tol must be positive, got {tol}")
+        self.iterations = int(iterations)
+        self.tol = tol
+        self.on_nonconvergence: OnNonconvergence = on_nonconvergence
+        self.warm_start = warm_start
+        self._previous: Tensor | None = None
+
+    def linear_solve(self, matvec, b: Tensor) -> tuple[Tensor, LinearSolveInfo]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def solve(
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+    ) -> tuple[list[Tensor], SolverInfo]:
+        _, direct, d_inner = outer_partials(outer_loss, outer, inner)
+        grad_w = inner_gradient(inner_loss, outer, inner, create_graph=True)
+        b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
+        x, lin = self.linear_solve(HessianOperator(grad_w, inner), b)
+        if self.warm_start:
+            self._previous = x.detach()
+        mixed = torch.autograd.grad(grad_w, list(outer.values()), grad_outputs=x, allow_unused=True)
+        check_outer_used(outer, direct, list(mixed))
+        result = []
+        for d, m, p in zip(direct, mixed, outer.values(), strict=True):
+            g = torch.zeros_like(p) if d is None else d
+            result.append(g if m is None else g - m)
+        info = SolverInfo(
+            solver=type(self).__name__,
+            iterations=lin.iterations,
+            residual=lin.residual,
+            converged=lin.converged,
+            gradient_evals=2,
+            hvp_evals=lin.matvecs + 1,
+            message=lin.message,
+        )
+        return result, info
+
+    def resolved_tol(self, b: Tensor) -> float:
+        return self.tol if self.tol is not None else default_tol(b.dtype)
+
+
+class ConjugateGradient(ImplicitSolver):
+    """Implicit hypergradient with the linear system solved by conjugate gradients.
+
+    Computes the implicit-function-theorem hypergradient at the given inner point (exact when that point is an
+    inner minimiser and CG converges). Cost: 2 gradient evaluations, ``k <= iterations`` Hessian-vector
+    products and 1 mixed second-derivative product. Needs a positive-definite inner Hessian. The fastest exact
+    choice on well-conditioned problems; iterations grow with the square root of the condition number.
+
+    Args:
+        iterations: maximal CG iterations.
+        tol: relative residual ``||H x - b|| / ||b||`` at which to stop (default 1e-10 in float64, 1e-5 else).
+        on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` when the tolerance is not reached.
+        warm_start: start CG from the previous call's solution (useful inside a training loop).
+    """
+
+    method = "cg"
+
+    def __init__(
+        self,
+        iterations: int = 50,
+        tol: float | None = None,
+        on_nonconvergence: OnNonconvergence = "warn",
+        warm_start: bool = False,
+    ):
+        super().__init__(iterations, tol, on_nonconvergence, warm_start)
+
+    def linear_solve(self, matvec, b):
+        x0 = self._previous if self.warm_start and self._previous is not None else None
+        if x0 is not None and x0.shape != b.shape:
+            x0 = None
+        return conjugate_gradient(
+            matvec, b, iterations=self.iterations, tol=self.resolved_tol(b), x0=x0, solver_name=type(self).__name__
+        )
+
+
+class Neumann(ImplicitSolver):
+    """Implicit hypergradient with ``H^{-1}`` approximated by a truncated Neumann series.
+
+    Computes ``d_o F - (d_o d_w G) alpha sum_{j<=K} (I - alpha H)^j d_w F`` at the given inner point, which
+    tends to the implicit hypergradient as ``K`` grows when ``0 < alpha < 2 / lambda_max(H)``. Cost: 2 gradient
+    evaluations, ``K + 1`` Hessian-vector products (one measures the residual) and 1 mixed product. Converges
+    linearly at rate ``max |1 - alpha lambda|``: slower than CG, but it never divides by a curvature, so it
+    degrades gracefully on indefinite or noisy Hessians (stochastic settings, early training).
+
+    Args:
+        iterations: number of series terms ``K``.
+        alpha: step of the series; must satisfy ``alpha < 2 / lambda_max`` (the solver raises when it diverges).
+        tol: relative residual at which to stop early (default 1e-10 in float64, 1e-5 else).
+        on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"``.
+    """
+
+    method = "neumann"
+
+    def __init__(
+        self,
+        iterations: int = 100,
+        alpha: float = 0.01,
+        tol: float | None = None,
+        on_nonconvergence: OnNonconvergence = "warn",
+    ):
+        if not alpha > 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        super().__init__(iterations, tol, on_nonconvergence, warm_start=False)
+        self.alpha = float(alpha)
+
+    def linear_solve(self, matvec, b):
+        return neumann_series(
+            matvec, b, iterations=self.iterations, alpha=self.alpha, tol=self.resolved_tol(b),
+            solver_name=f"Neumann(alpha={self.alpha})",
+        )
+
+
+__all__ = ["ConjugateGradient", "Neumann", "ImplicitSolver", "InvalidProblemError"]

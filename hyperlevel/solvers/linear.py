@@ -1,0 +1,135 @@
+"""Matrix-free linear solvers for the implicit hypergradient's system ``H x = b``.
+
+Both work on flat vectors and a callable ``matvec``; they know nothing about hypergradients, so the two-level and
+the nested (N-level) solvers share them, and users can reuse them for their own operators.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import SolverDivergedError
+
+MatVec = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class LinearSolveInfo:
+    iterations: int
+    residual: float
+    converged: bool
+    matvecs: int
+    message: str = ""
+
+
+def _finite(x: Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
+
+
+def conjugate_gradient(
+    matvec: MatVec,
+    b: Tensor,
+    *,
+    iterations: int,
+    tol: float,
+    x0: Tensor | None = None,
+    solver_name: str = "ConjugateGradient",
+) -> tuple[Tensor, LinearSolveInfo]:
+    """Solve ``H x = b`` for symmetric positive-definite ``H`` by conjugate gradients.
+
+    Stops when ``||r|| <= tol * ||b||`` or after ``iterations`` matvecs. Costs one matvec per iteration (plus one
+    when ``x0`` is given). Raises :class:`SolverDivergedError` when an iterate becomes non-finite, and stops with a
+    message when it meets non-positive curvature (``H`` is not positive definite along a search direction: the
+    inner point is then not a strict local minimum).
+    """
+    b_norm = torch.linalg.vector_norm(b)
+    if b_norm == 0:
+        return torch.zeros_like(b), LinearSolveInfo(0, 0.0, True, 0, "right-hand side is zero")
+    matvecs = 0
+    if x0 is None:
+        x = torch.zeros_like(b)
+        r = b.clone()
+    else:
+        x = x0.clone()
+        r = b - matvec(x)
+        matvecs += 1
+    p = r.clone()
+    rs = torch.dot(r, r)
+    threshold = (tol * b_norm) ** 2
+    message = ""
+    k = 0
+    for k in range(1, iterations + 1):  # noqa: B007 - k is reported after the loop
+        if rs <= threshold:
+            k -= 1
+            break
+        hp = matvec(p)
+        matvecs += 1
+        curvature = torch.dot(p, hp)
+        if not _finite(curvature):
+            raise SolverDivergedError(
+                f"{solver_name}: the Hessian-vector product became NaN/Inf at iteration {k}; "
+                "the inner loss is not twice differentiable at the given point or overflows"
+            )
+        if curvature <= 0:
+            message = (
+                f"stopped at iteration {k}: non-positive curvature p^T H p = {curvature.item():.3e}; "
+                "the inner Hessian is not positive definite (is the inner point a minimum?)"
+            )
+            break
+        alpha = rs / curvature
+        x = x + alpha * p
+        r = r - alpha * hp
+        rs_new = torch.dot(r, r)
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    if not _finite(x):
+        raise SolverDivergedError(f"{solver_name}: the solution iterate became NaN/Inf")
+    residual = math.sqrt(max(rs.item(), 0.0)) / b_norm.item()
+    converged = residual <= tol and not message
+    return x, LinearSolveInfo(k, residual, converged, matvecs, message)
+
+
+def neumann_series(
+    matvec: MatVec,
+    b: Tensor,
+    *,
+    iterations: int,
+    alpha: float,
+    tol: float,
+    solver_name: str = "Neumann",
+) -> tuple[Tensor, LinearSolveInfo]:
+    """Approximate ``H^{-1} b`` by the truncated Neumann series ``alpha * sum_j (I - alpha H)^j b``.
+
+    Converges when ``0 < alpha < 2 / lambda_max(H)`` for positive-definite ``H``. Stops early when a term falls
+    below ``tol * ||b||``. Costs ``iterations`` matvecs plus one to measure the true residual.
+    """
+    b_norm = torch.linalg.vector_norm(b)
+    if b_norm == 0:
+        return torch.zeros_like(b), LinearSolveInfo(0, 0.0, True, 0, "right-hand side is zero")
+    term = b.clone()
+    total = b.clone()
+    matvecs = 0
+    k = 0
+    for k in range(1, iterations + 1):  # noqa: B007
+        term = term - alpha * matvec(term)
+        matvecs += 1
+        term_norm = torch.linalg.vector_norm(term)
+        if not _finite(term_norm) or term_norm > 1e8 * b_norm:
+            raise SolverDivergedError(
+                f"{solver_name}: the series term grew to {term_norm.item():.3e} (from {b_norm.item():.3e}) at "
+                f"iteration {k}; alpha={alpha} exceeds 2 / lambda_max of the inner Hessian: lower alpha"
+            )
+        total = total + term
+        if term_norm <= tol * b_norm:
+            break
+    x = alpha * total
+    residual = (torch.linalg.vector_norm(matvec(x) - b) / b_norm).item()
+    matvecs += 1
+    if not math.isfinite(residual):
+        raise SolverDivergedError(f"{solver_name}: the residual of the final iterate is NaN/Inf")
+    return x, LinearSolveInfo(k, residual, residual <= tol, matvecs)
