@@ -49,6 +49,12 @@ class ImplicitSolver(Solver):
         grad_w = inner_gradient(inner_loss, outer, inner, create_graph=True)
         b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
         x, lin = self.linear_solve(HessianOperator(grad_w, inner), b)
+        if lin.indefinite and self.on_nonconvergence != "ignore":
+            raise InvalidProblemError(
+                f"{type(self).__name__}: {lin.message}. The implicit hypergradient needs a strict local minimum "
+                "of the inner loss; converge the inner problem further, add curvature (regularisation), or use "
+                "Neumann/Unrolled, or pass on_nonconvergence='ignore' to accept the truncated solve"
+            )
         if self.warm_start:
             self._previous = x.detach()
         mixed = torch.autograd.grad(grad_w, list(outer.values()), grad_outputs=x, allow_unused=True)

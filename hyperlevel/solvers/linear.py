@@ -25,6 +25,7 @@ class LinearSolveInfo:
     converged: bool
     matvecs: int
     message: str = ""
+    indefinite: bool = False
 
 
 def _finite(x: Tensor) -> bool:
@@ -91,7 +92,7 @@ def conjugate_gradient(
         raise SolverDivergedError(f"{solver_name}: the solution iterate became NaN/Inf")
     residual = math.sqrt(max(rs.item(), 0.0)) / b_norm.item()
     converged = residual <= tol and not message
-    return x, LinearSolveInfo(k, residual, converged, matvecs, message)
+    return x, LinearSolveInfo(k, residual, converged, matvecs, message, indefinite=bool(message))
 
 
 def neumann_series(
