@@ -10,6 +10,7 @@ from .errors import (
     SolverDivergedError,
 )
 from .hypergradient import hypergradient
+from .nested import nested_hypergradient
 from .solvers import SolverInfo
 
 __version__ = "0.1.0"
@@ -23,5 +24,6 @@ __all__ = [
     "SolverDivergedError",
     "SolverInfo",
     "hypergradient",
+    "nested_hypergradient",
     "solvers",
 ]

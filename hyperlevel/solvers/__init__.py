@@ -1,6 +1,6 @@
 """Hypergradient solvers. Each computes or approximates ``d/do F(o, w*(o))``; see docs/concepts.md."""
 
-from .base import Solver, SolverInfo
+from .base import Reduce, Solver, SolverInfo
 from .finite_difference import FiniteDifference
 from .first_order import FirstOrder
 from .implicit import ConjugateGradient, ImplicitSolver, Neumann
@@ -14,6 +14,7 @@ __all__ = [
     "ImplicitSolver",
     "LinearSolveInfo",
     "Neumann",
+    "Reduce",
     "Solver",
     "SolverInfo",
     "Unrolled",

@@ -15,6 +15,8 @@ from .._flat import Params
 from ..errors import ConvergenceError, ConvergenceWarning
 
 PairLoss = Callable[[Params, Params], Tensor]
+#: Averages a tensor over data-parallel processes (identity in a single process); see hyperlevel.distributed.
+Reduce = Callable[[Tensor], Tensor]
 OnNonconvergence = Literal["warn", "raise", "ignore"]
 
 
@@ -48,7 +50,11 @@ class Solver(ABC):
     """A way to compute (or approximate) the hypergradient of a bilevel problem.
 
     ``solve`` receives fresh autograd leaves (never the user's tensors) and returns the gradient with respect to
-    the outer parameters, as flat tensors in the order of ``outer``, plus a :class:`SolverInfo`.
+    the outer parameters, as tensors in the order of ``outer``, plus a :class:`SolverInfo`.
+
+    ``reduce`` averages a data-dependent quantity across data-parallel processes. A solver applies it to every
+    such quantity *before* any non-linear use (a step taken, a norm, a CG coefficient), so that all processes
+    run the same iteration and the result equals the single-process one on the union of the data.
     """
 
     #: the name shared across libraries in benchmarks (``cg``, ``neumann``, ...)
@@ -56,7 +62,7 @@ class Solver(ABC):
 
     @abstractmethod
     def solve(
-        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         """Compute the hypergradient at the given inner point."""
 
@@ -76,3 +82,16 @@ def report_convergence(info: SolverInfo, policy: OnNonconvergence) -> None:
     if policy == "raise":
         raise ConvergenceError(text)
     warnings.warn(text, ConvergenceWarning, stacklevel=4)
+
+
+def identity(t: Tensor) -> Tensor:
+    return t
+
+
+def reduce_list(reduce: Reduce | None, tensors: list[Tensor]) -> list[Tensor]:
+    """Apply ``reduce`` to a list of tensors with a single collective call."""
+    if reduce is None or not tensors:
+        return tensors
+    from .._flat import flatten, unflatten
+
+    return unflatten(reduce(flatten(tensors)), tensors)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .._flat import Params, flatten, unflatten
 from ..functional import check_outer_used, evaluate, grads, inner_gradient, outer_partials
-from .base import PairLoss, Solver, SolverInfo
+from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 
 
 class FiniteDifference(Solver):
@@ -39,16 +39,20 @@ class FiniteDifference(Solver):
         self.epsilon = float(epsilon)
 
     def solve(
-        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         names = list(inner)
         shapes = list(inner.values())
         with torch.no_grad():
             w = flatten([p.detach() for p in inner.values()])
         g = inner_gradient(inner_loss, outer, inner, create_graph=False).detach()
+        if reduce is not None:
+            g = reduce(g)
         w_hat = {n: t.detach().requires_grad_() for n, t in zip(names, unflatten(w - self.inner_lr * g, shapes))}
         _, direct, d_inner = outer_partials(outer_loss, outer, w_hat)
         v = flatten([torch.zeros_like(p) if d is None else d for d, p in zip(d_inner, shapes, strict=True)])
+        if reduce is not None:
+            v = reduce(v)
         v_norm = torch.linalg.vector_norm(v)
         info = SolverInfo(solver=type(self).__name__, iterations=1, gradient_evals=3)
         coupled: list[Tensor | None] = [None] * len(outer)
@@ -69,4 +73,4 @@ class FiniteDifference(Solver):
         for d, c, p in zip(direct, coupled, outer.values(), strict=True):
             r = torch.zeros_like(p) if d is None else d
             result.append(r if c is None else r - self.inner_lr * c)
-        return result, info
+        return reduce_list(reduce, result), info

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .._flat import Params
 from ..functional import evaluate, grads
-from .base import PairLoss, Solver, SolverInfo
+from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 
 
 class FirstOrder(Solver):
@@ -21,9 +21,9 @@ class FirstOrder(Solver):
     method = "first_order"
 
     def solve(
-        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         value = evaluate(outer_loss, outer, inner, "outer_loss")
         gs = grads(value, outer)
         out = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, outer.values(), strict=True)]
-        return out, SolverInfo(solver=type(self).__name__, gradient_evals=1)
+        return reduce_list(reduce, out), SolverInfo(solver=type(self).__name__, gradient_evals=1)

@@ -16,7 +16,7 @@ from torch import Tensor
 from .._flat import Params, flatten
 from ..errors import InvalidProblemError
 from ..functional import HessianOperator, check_outer_used, inner_gradient, outer_partials
-from .base import OnNonconvergence, PairLoss, Solver, SolverInfo
+from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
 
 
@@ -43,12 +43,17 @@ class ImplicitSolver(Solver):
         raise NotImplementedError
 
     def solve(
-        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         _, direct, d_inner = outer_partials(outer_loss, outer, inner)
         grad_w = inner_gradient(inner_loss, outer, inner, create_graph=True)
         b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
-        x, lin = self.linear_solve(HessianOperator(grad_w, inner), b)
+        hessian = HessianOperator(grad_w, inner)
+        if reduce is not None:
+            b = reduce(b)
+            x, lin = self.linear_solve(lambda v: reduce(hessian(v)), b)
+        else:
+            x, lin = self.linear_solve(hessian, b)
         if lin.indefinite and self.on_nonconvergence != "ignore":
             raise InvalidProblemError(
                 f"{type(self).__name__}: {lin.message}. The implicit hypergradient needs a strict local minimum "
@@ -63,6 +68,7 @@ class ImplicitSolver(Solver):
         for d, m, p in zip(direct, mixed, outer.values(), strict=True):
             g = torch.zeros_like(p) if d is None else d
             result.append(g if m is None else g - m)
+        result = reduce_list(reduce, result)
         info = SolverInfo(
             solver=type(self).__name__,
             iterations=lin.iterations,

@@ -9,7 +9,7 @@ from .._flat import Params
 from ..errors import InvalidProblemError, SolverDivergedError
 from ..functional import check_outer_used, evaluate, grads
 from ..validation import check_finite_grads
-from .base import PairLoss, Solver, SolverInfo
+from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 
 
 class Unrolled(Solver):
@@ -20,6 +20,9 @@ class Unrolled(Solver):
     back-propagation): the first ``K - T`` steps run without a graph, which saves memory and time and drops their
     contribution. Cost: ``K`` gradient evaluations forward and ``T`` Hessian-vector products backward; memory
     grows linearly in ``T``.
+
+    In a data-parallel run the ``reduce`` given to :meth:`solve` must be differentiable (for instance
+    ``torch.distributed.nn.functional.all_reduce``), because each step's averaged gradient is differentiated.
 
     Args:
         steps: number of inner steps ``K``.
@@ -39,7 +42,7 @@ class Unrolled(Solver):
         self.truncate = truncate
 
     def solve(
-        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params
+        self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         names = list(inner)
         w = dict(inner)
@@ -48,6 +51,8 @@ class Unrolled(Solver):
             track = t >= self.steps - differentiated
             value = evaluate(inner_loss, outer, w, "inner_loss")
             gs = grads(value, w, create_graph=track)
+            if reduce is not None and all(g is not None for g in gs):
+                gs = reduce_list(reduce, gs)  # type: ignore[arg-type]
             missing = [n for n, g in zip(names, gs, strict=True) if g is None]
             if missing:
                 raise InvalidProblemError(f"inner parameters {missing} do not influence inner_loss")
@@ -67,6 +72,7 @@ class Unrolled(Solver):
         if self.truncate is None:  # unused in both losses: no path from it to F(o, w_K)
             check_outer_used(outer, result, None)
         out = [torch.zeros_like(p) if g is None else g for g, p in zip(result, outer.values(), strict=True)]
+        out = reduce_list(reduce, out)
         info = SolverInfo(
             solver=type(self).__name__, iterations=self.steps, gradient_evals=self.steps + 1, hvp_evals=differentiated
         )
