@@ -1,6 +1,9 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
 from . import solvers
+from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
+from .data import ResumableLoader
+from .engine import Callback, Engine, RunSummary, StepRecord
 from .errors import (
     ConvergenceError,
     ConvergenceWarning,
@@ -10,20 +13,42 @@ from .errors import (
     SolverDivergedError,
 )
 from .hypergradient import hypergradient
+from .level import Level, adam, prefixed, sgd
 from .nested import nested_hypergradient
+from .problem import Problem
+from .schedule import Converged, Phase, Schedule, cosine_restarts
 from .solvers import SolverInfo
+from .weighting import LossWeights
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSVLogger",
+    "Callback",
+    "Converged",
     "ConvergenceError",
     "ConvergenceWarning",
+    "Engine",
     "HyperlevelError",
     "InvalidProblemError",
+    "Level",
+    "LossWeights",
     "NonFiniteError",
+    "Phase",
+    "Problem",
+    "ProgressBar",
+    "ResumableLoader",
+    "RunSummary",
+    "Schedule",
     "SolverDivergedError",
     "SolverInfo",
+    "StepRecord",
+    "TensorBoardLogger",
+    "adam",
+    "cosine_restarts",
     "hypergradient",
     "nested_hypergradient",
+    "prefixed",
+    "sgd",
     "solvers",
 ]

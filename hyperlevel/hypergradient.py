@@ -56,6 +56,13 @@ def hypergradient(
         >>> round(g["lam"].item(), 6)
         1.0
     """
+    return _hypergradient(outer_loss, inner_loss, outer_params, inner_params, solver, return_info=return_info)
+
+
+def _hypergradient(
+    outer_loss, inner_loss, outer_params, inner_params, solver, *, return_info: bool = False, reduce=None
+):
+    """``hypergradient`` plus the data-parallel ``reduce`` hook the engine passes."""
     if solver is None:
         solver = ConjugateGradient(iterations=50)
     if not isinstance(solver, Solver):
@@ -71,7 +78,7 @@ def hypergradient(
     outer = leaves(outer_params)
     inner = leaves(inner_params)
     with torch.enable_grad():
-        flat, info = solver.solve(outer_loss, inner_loss, outer, inner)
+        flat, info = solver.solve(outer_loss, inner_loss, outer, inner, reduce)
     result = {}
     for (name, ref), g in zip(outer_params.items(), flat, strict=True):
         g = g.detach().to(dtype)

@@ -34,6 +34,7 @@ class SolverInfo:
         hvp_evals: Hessian-vector (and mixed second-derivative) products spent.
         message: a human-readable note (why it stopped, what was wrong).
         extra: solver-specific figures (for instance the finite-difference step actually used).
+        outer_loss: the outer loss value the solver evaluated (at the given, unrolled or probed inner point).
     """
 
     solver: str
@@ -44,6 +45,8 @@ class SolverInfo:
     hvp_evals: int = 0
     message: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    #: the outer loss the solver evaluated on the way (at the inner point it used), for logging
+    outer_loss: float = math.nan
 
 
 class Solver(ABC):

@@ -49,12 +49,14 @@ class FiniteDifference(Solver):
         if reduce is not None:
             g = reduce(g)
         w_hat = {n: t.detach().requires_grad_() for n, t in zip(names, unflatten(w - self.inner_lr * g, shapes))}
-        _, direct, d_inner = outer_partials(outer_loss, outer, w_hat)
+        f_value, direct, d_inner = outer_partials(outer_loss, outer, w_hat)
         v = flatten([torch.zeros_like(p) if d is None else d for d, p in zip(d_inner, shapes, strict=True)])
         if reduce is not None:
             v = reduce(v)
         v_norm = torch.linalg.vector_norm(v)
-        info = SolverInfo(solver=type(self).__name__, iterations=1, gradient_evals=3)
+        info = SolverInfo(
+            solver=type(self).__name__, iterations=1, gradient_evals=3, outer_loss=float(f_value.detach())
+        )
         coupled: list[Tensor | None] = [None] * len(outer)
         if v_norm > 0 and self.inner_lr > 0:
             eps = self.epsilon / v_norm

@@ -26,4 +26,6 @@ class FirstOrder(Solver):
         value = evaluate(outer_loss, outer, inner, "outer_loss")
         gs = grads(value, outer)
         out = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, outer.values(), strict=True)]
-        return reduce_list(reduce, out), SolverInfo(solver=type(self).__name__, gradient_evals=1)
+        return reduce_list(reduce, out), SolverInfo(
+            solver=type(self).__name__, gradient_evals=1, outer_loss=float(value.detach())
+        )

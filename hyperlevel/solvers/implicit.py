@@ -45,7 +45,7 @@ class ImplicitSolver(Solver):
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
-        _, direct, d_inner = outer_partials(outer_loss, outer, inner)
+        f_value, direct, d_inner = outer_partials(outer_loss, outer, inner)
         grad_w = inner_gradient(inner_loss, outer, inner, create_graph=True)
         b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
         hessian = HessianOperator(grad_w, inner)
@@ -77,6 +77,7 @@ class ImplicitSolver(Solver):
             gradient_evals=2,
             hvp_evals=lin.matvecs + 1,
             message=lin.message,
+            outer_loss=float(f_value.detach()),
         )
         return result, info
 

@@ -74,6 +74,7 @@ class Unrolled(Solver):
         out = [torch.zeros_like(p) if g is None else g for g, p in zip(result, outer.values(), strict=True)]
         out = reduce_list(reduce, out)
         info = SolverInfo(
-            solver=type(self).__name__, iterations=self.steps, gradient_evals=self.steps + 1, hvp_evals=differentiated
+            solver=type(self).__name__, iterations=self.steps, gradient_evals=self.steps + 1, hvp_evals=differentiated,
+            outer_loss=float(value.detach()),
         )
         return out, info

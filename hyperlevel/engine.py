@@ -1,0 +1,423 @@
+"""The engine: runs a schedule of phases over a nested problem, with callbacks and exact resumption."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from . import checkpoint as ckpt
+from ._flat import flatten
+from .errors import HyperlevelError, InvalidProblemError, NonFiniteError, SolverDivergedError
+from .hypergradient import _hypergradient
+from .level import Level, adam
+from .problem import Problem
+from .schedule import Phase, Schedule
+from .solvers import SolverInfo
+from .solvers.base import Reduce, reduce_list
+from .validation import check_loss
+from .weighting import LossWeights
+
+CHECKPOINT_FORMAT = "hyperlevel-engine-v1"
+
+
+@dataclass
+class StepRecord:
+    """What one engine step did; callbacks receive it and :meth:`scalars` flattens it for loggers."""
+
+    step: int
+    phase: str
+    phase_step: int
+    outer_loss: float = math.nan
+    inner_loss: float = math.nan
+    hypergradient_norm: dict[str, float] = field(default_factory=dict)
+    lr: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    solver_info: SolverInfo | None = None
+    seconds: float = 0.0
+    skipped: bool = False
+    converged: bool = False
+
+    def scalars(self) -> dict[str, float]:
+        out = {"loss/outer": self.outer_loss, "loss/inner": self.inner_loss, "time/step_s": self.seconds}
+        out.update({f"hypergradient_norm/{k}": v for k, v in self.hypergradient_norm.items()})
+        out.update({f"lr/{k}": v for k, v in self.lr.items()})
+        for level, ws in self.weights.items():
+            out.update({f"weights/{level}/{k}": v for k, v in ws.items()})
+        if self.solver_info is not None:
+            out["solver/iterations"] = float(self.solver_info.iterations)
+            out["solver/residual"] = self.solver_info.residual
+        out["skipped"] = float(self.skipped)
+        return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+@dataclass
+class RunSummary:
+    status: Literal["finished", "interrupted", "stopped"]
+    steps: int
+    phase: str | None
+    skipped_steps: int
+    checkpoint: Path | None
+
+
+class Callback:
+    """Hooks the engine calls on the main process. Override what you need."""
+
+    def on_run_start(self, engine: Engine) -> None: ...
+    def on_phase_start(self, engine: Engine, phase: Phase) -> None: ...
+    def on_step_end(self, engine: Engine, record: StepRecord) -> None: ...
+    def on_phase_end(self, engine: Engine, phase: Phase) -> None: ...
+    def on_checkpoint(self, engine: Engine, path: Path) -> None: ...
+    def on_run_end(self, engine: Engine, summary: RunSummary) -> None: ...
+
+
+class Engine:
+    """Runs a :class:`~hyperlevel.Schedule` over a :class:`~hyperlevel.Problem`.
+
+    Each step of a bilevel phase (TriCo's Alg. 1): draw a batch for the outer and the inner objective, compute
+    the outer levels' hypergradient with the phase's solver and step their optimizers, then take
+    ``inner_steps`` plain gradient steps on the inner levels (the first on the same inner batch).
+
+    Args:
+        problem: the levels.
+        schedule: the phases.
+        callbacks: progress, logging, ... (called on the main process only).
+        checkpoint_dir: where ``last.pt`` is written (atomically) every ``checkpoint_every`` steps, at the
+            end, and on Ctrl-C.
+        keep_checkpoints: also keep that many numbered checkpoints (``step_00001000.pt``).
+        on_nonfinite: ``"raise"`` stops with an error naming level, step and phase; ``"skip"`` skips the
+            update and counts it (``RunSummary.skipped_steps``).
+        reduce: averages a tensor over data-parallel processes (see :mod:`hyperlevel.distributed`).
+        is_main_process: only the main process writes checkpoints and runs callbacks.
+        checkpoint_extra: returns extra entries for each checkpoint (e.g. a model configuration).
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        schedule: Schedule | Sequence[Phase],
+        *,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
+        keep_checkpoints: int = 0,
+        on_nonfinite: Literal["raise", "skip"] = "raise",
+        reduce: Reduce | None = None,
+        is_main_process: bool = True,
+        checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
+        check_objectives: bool = True,
+    ):
+        if not isinstance(schedule, Schedule):
+            schedule = Schedule(list(schedule))
+        schedule.validate(problem.names)
+        if on_nonfinite not in ("raise", "skip"):
+            raise InvalidProblemError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        if checkpoint_every and checkpoint_dir is None:
+            raise InvalidProblemError("checkpoint_every needs a checkpoint_dir")
+        self.problem = problem
+        self.schedule = schedule
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_every = int(checkpoint_every)
+        self.keep_checkpoints = int(keep_checkpoints)
+        self.on_nonfinite = on_nonfinite
+        self.reduce = reduce
+        self.is_main_process = is_main_process
+        self.checkpoint_extra = checkpoint_extra
+        self.check_objectives_first = check_objectives
+        self.global_step = 0
+        self.phase_index = 0
+        self.phase_step = 0
+        self.skipped_steps = 0
+        self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._schedulers: dict[str, Any] = {}
+        self._pending_optimizer_state: dict[str, Any] | None = None
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ state
+    @property
+    def phase(self) -> Phase | None:
+        return self.schedule[self.phase_index] if self.phase_index < len(self.schedule) else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "global_step": self.global_step,
+            "phase_index": self.phase_index,
+            "phase_step": self.phase_step,
+            "phase_name": self.phase.name if self.phase else None,
+            "skipped_steps": self.skipped_steps,
+            "levels": self.problem.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self._optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self._schedulers.items()},
+            "trackers": {
+                p.name: p.until.state_dict() for p in self.schedule.phases if p.until is not None
+            },
+            "data": {lv.name: lv.data_state() for lv in self.problem.levels},
+            "rng": ckpt.rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise InvalidProblemError(
+                f"not a hyperlevel engine checkpoint (format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+            )
+        names = [p.name for p in self.schedule.phases]
+        if state["phase_name"] is not None and (
+            state["phase_index"] >= len(names) or names[state["phase_index"]] != state["phase_name"]
+        ):
+            raise InvalidProblemError(
+                f"the checkpoint is in phase {state['phase_name']!r} (#{state['phase_index']}), which this "
+                f"schedule ({names}) does not have at that position"
+            )
+        self.problem.load_state_dict(state["levels"])
+        self.global_step = int(state["global_step"])
+        self.phase_index = int(state["phase_index"])
+        self.phase_step = int(state["phase_step"])
+        self.skipped_steps = int(state["skipped_steps"])
+        for p in self.schedule.phases:
+            if p.until is not None and p.name in state["trackers"]:
+                p.until.load_state_dict(state["trackers"][p.name])
+        for lv in self.problem.levels:
+            lv.load_data_state(state["data"].get(lv.name))
+        ckpt.set_rng_state(state["rng"])
+        self._optimizers, self._schedulers = {}, {}
+        self._pending_optimizer_state = {"optimizers": state["optimizers"], "schedulers": state["schedulers"]}
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
+        if not self.is_main_process:
+            return None
+        if path is None:
+            if self.checkpoint_dir is None:
+                return None
+            path = self.checkpoint_dir / "last.pt"
+        state = self.state_dict()
+        if self.checkpoint_extra is not None:
+            state["extra"] = dict(self.checkpoint_extra())
+        path = ckpt.save_atomic(state, path)
+        if self.keep_checkpoints and self.checkpoint_dir is not None:
+            ckpt.save_atomic(state, self.checkpoint_dir / f"step_{self.global_step:08d}.pt")
+            numbered = sorted(self.checkpoint_dir.glob("step_*.pt"))
+            for old in numbered[: -self.keep_checkpoints]:
+                old.unlink(missing_ok=True)
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, path)
+        return path
+
+    # ------------------------------------------------------------------ run
+    def run(self, resume: str | Path | None = None, *, stop_after: int | None = None) -> RunSummary:
+        """Run (or resume) the schedule to its end.
+
+        Args:
+            resume: a checkpoint written by this engine; training continues exactly where it stopped.
+            stop_after: stop (and checkpoint) once this many global steps are done, as an interruption would.
+        """
+        if resume is not None:
+            self.load_state_dict(ckpt.load(resume))
+        elif self.check_objectives_first:
+            self.problem.check_objectives({lv.name: lv.next_batch() for lv in self.problem.levels})
+        previous_handler = self._install_interrupt_handler()
+        self._call("on_run_start")
+        status: Literal["finished", "interrupted", "stopped"] = "finished"
+        try:
+            while self.phase is not None:
+                phase = self.phase
+                if not self._optimizers:
+                    self._start_phase(phase)
+                record = self._step(phase)
+                self.phase_step += 1
+                self.global_step += 1
+                record.step, record.phase_step = self.global_step, self.phase_step
+                done = self.phase_step >= phase.max_steps
+                if phase.until is not None:
+                    watched = flatten([t.detach().reshape(-1) for t in self.problem[phase.until.level]
+                                       .named_parameters().values()])
+                    if phase.until.update(watched):
+                        done = record.converged = True
+                self._call("on_step_end", record)
+                if done:
+                    self._call("on_phase_end", phase)
+                    self.phase_index += 1
+                    self.phase_step = 0
+                    self._optimizers, self._schedulers = {}, {}
+                if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if self._stop_requested:
+                    status = "interrupted"
+                    break
+                if stop_after is not None and self.global_step >= stop_after and self.phase is not None:
+                    status = "stopped"
+                    break
+        finally:
+            self._restore_interrupt_handler(previous_handler)
+        path = self.save_checkpoint()
+        summary = RunSummary(status, self.global_step, self.phase.name if self.phase else None,
+                             self.skipped_steps, path)
+        self._call("on_run_end", summary)
+        return summary
+
+    def _call(self, hook: str, *args: Any) -> None:
+        if self.is_main_process:
+            for cb in self.callbacks:
+                getattr(cb, hook)(self, *args)
+
+    def _install_interrupt_handler(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):  # first Ctrl-C: finish the step, checkpoint, stop; second: abort
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_interrupt_handler(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ phases
+    def _start_phase(self, phase: Phase) -> None:
+        for name in phase.trained:
+            level = self.problem[name]
+            factory = phase.optimizers.get(name) or level.optimizer or adam(1e-3)
+            opt = factory(list(level.named_parameters().values()))
+            self._optimizers[name] = opt
+            if name in phase.lr_schedulers:
+                self._schedulers[name] = phase.lr_schedulers[name](opt)
+        pending = self._pending_optimizer_state
+        if pending is not None and self.phase_step > 0:
+            for name, opt in self._optimizers.items():
+                if name in pending["optimizers"]:
+                    opt.load_state_dict(pending["optimizers"][name])
+            for name, sched in self._schedulers.items():
+                if name in pending["schedulers"]:
+                    sched.load_state_dict(pending["schedulers"][name])
+        self._pending_optimizer_state = None
+        if self.phase_step == 0:
+            if phase.until is not None:
+                phase.until.reset()
+            self._call("on_phase_start", phase)
+
+    def _step(self, phase: Phase) -> StepRecord:
+        start = time.perf_counter()
+        record = StepRecord(step=self.global_step, phase=phase.name, phase_step=self.phase_step)
+        try:
+            if phase.nested:
+                self._nested_update(phase, record)
+            elif phase.outer:
+                self._bilevel_update(phase, record)
+            else:
+                self._inner_updates(phase, record, first_batch=None)
+        except (NonFiniteError, SolverDivergedError) as err:
+            if self.on_nonfinite == "raise":
+                raise type(err)(f"step {self.global_step + 1} (phase {phase.name!r}): {err}") from err
+            self.skipped_steps += 1
+            record.skipped = True
+        for name, sched in self._schedulers.items():
+            del name
+            sched.step()
+        record.lr = {name: float(opt.param_groups[0]["lr"]) for name, opt in self._optimizers.items()}
+        for lv in self.problem.levels:
+            if isinstance(lv.params, LossWeights):
+                record.weights[lv.name] = lv.params.weights()
+        record.seconds = time.perf_counter() - start
+        return record
+
+    def _loss_fn(self, level: Level, base: dict[str, dict[str, Tensor]], batch: Any, what: str):
+        def loss(*flat_dicts: Mapping[str, Tensor]) -> Tensor:
+            params = {k: dict(v) for k, v in base.items()}
+            for flat in flat_dicts:
+                for key, t in flat.items():
+                    lv, name = key.split("/", 1)
+                    params[lv][name] = t
+            return check_loss(level.objective(params, batch), what)
+
+        return loss
+
+    @staticmethod
+    def _flat_params(base: Mapping[str, Mapping[str, Tensor]], levels: Sequence[str]) -> dict[str, Tensor]:
+        return {f"{lv}/{n}": t for lv in levels for n, t in base[lv].items()}
+
+    def _apply_gradients(self, levels: Sequence[str], grads: Mapping[str, Tensor], record: StepRecord,
+                         what: str) -> None:
+        for lv in levels:
+            live = self.problem[lv].named_parameters()
+            gs = [grads[f"{lv}/{n}"] for n in live]
+            norm = float(torch.linalg.vector_norm(flatten([g.reshape(-1) for g in gs])))
+            if not math.isfinite(norm):
+                raise NonFiniteError(f"non-finite {what} for level {lv!r}")
+            record.hypergradient_norm[lv] = norm
+            for p, g in zip(live.values(), gs, strict=True):
+                p.grad = g.to(p.dtype).reshape(p.shape)
+        for lv in levels:
+            self._optimizers[lv].step()
+            self._optimizers[lv].zero_grad(set_to_none=True)
+
+    def _bilevel_update(self, phase: Phase, record: StepRecord) -> None:
+        outer_level = self.problem[phase.outer_objective or phase.outer[0]]
+        inner_level = self.problem[phase.inner_objective or phase.inner[-1]]
+        outer_batch = outer_level.next_batch()
+        inner_batch = inner_level.next_batch()
+        base = self.problem.detached()
+        outer_loss = self._loss_fn(outer_level, base, outer_batch, f"objective of level {outer_level.name!r}")
+        inner_loss = self._loss_fn(inner_level, base, inner_batch, f"objective of level {inner_level.name!r}")
+        grads, info = _hypergradient(
+            lambda o, i: outer_loss(o, i), lambda o, i: inner_loss(o, i),
+            self._flat_params(base, phase.outer), self._flat_params(base, phase.inner),
+            phase.solver, return_info=True, reduce=self.reduce,
+        )
+        record.solver_info = info
+        record.outer_loss = info.outer_loss
+        self._apply_gradients(phase.outer, grads, record, "hypergradient")
+        self._inner_updates(phase, record, first_batch=inner_batch)
+
+    def _inner_updates(self, phase: Phase, record: StepRecord, first_batch: Any) -> None:
+        inner_level = self.problem[phase.inner_objective or phase.inner[-1]]
+        steps = max(phase.inner_steps, 1 if not phase.outer else 0)
+        for k in range(steps):
+            batch = first_batch if (k == 0 and first_batch is not None) else inner_level.next_batch()
+            params = self.problem.detached()
+            for lv in phase.inner:
+                params[lv] = self.problem[lv].named_parameters()
+            with torch.enable_grad():
+                value = check_loss(inner_level.objective(params, batch), f"objective of level {inner_level.name!r}")
+                live = [t for lv in phase.inner for t in params[lv].values()]
+                gs = torch.autograd.grad(value, live, allow_unused=True)
+            gs = [torch.zeros_like(t) if g is None else g for g, t in zip(gs, live, strict=True)]
+            gs = reduce_list(self.reduce, gs)
+            keys = [f"{lv}/{n}" for lv in phase.inner for n in params[lv]]
+            self._apply_gradients(phase.inner, dict(zip(keys, gs, strict=True)), record, "gradient")
+            record.inner_loss = float(value.detach())
+
+    def _nested_update(self, phase: Phase, record: StepRecord) -> None:
+        from .nested import nested_hypergradient
+
+        chain = phase.outer + phase.inner
+        levels = [self.problem[n] for n in chain]
+        batches = {lv.name: lv.next_batch() for lv in levels}
+        base = self.problem.detached()
+        grads: dict[str, Tensor] = {}
+        for k in range(len(chain) - 1):
+            sub = chain[k:]
+            losses = [self._loss_fn(self.problem[n], base, batches[n], f"objective of level {n!r}") for n in sub]
+            params = [self._flat_params(base, [n]) for n in sub]
+            g = nested_hypergradient(losses, params, solver=phase.solver)
+            grads.update(g)
+            if k == 0:
+                record.outer_loss = float(losses[0](*params).detach())
+        self._apply_gradients(chain[:-1], grads, record, "nested hypergradient")
+        inner_only = Phase(name=phase.name, outer=[], inner=[chain[-1]], inner_steps=max(phase.inner_steps, 1))
+        self._inner_updates(inner_only, record, first_batch=batches[chain[-1]])
+
+
+__all__ = ["Callback", "Engine", "RunSummary", "StepRecord", "HyperlevelError"]

@@ -1,0 +1,120 @@
+"""A nested problem: an ordered chain of levels, outermost first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import InvalidProblemError
+from .level import Level
+
+Params = dict[str, dict[str, Tensor]]
+
+
+class Problem:
+    """An ordered chain of 2..N :class:`Level` objects, outermost first, validated on construction.
+
+    Rejected with a clear error: fewer than two levels, duplicate or malformed names, the same tensor owned by
+    two levels, mixed dtypes or devices. :meth:`check_objectives` (run by the engine before training) also
+    rejects an objective that does not depend on its own level's parameters.
+    """
+
+    def __init__(self, levels: Sequence[Level]):
+        levels = list(levels)
+        if len(levels) < 2:
+            raise InvalidProblemError(f"a nested problem needs at least 2 levels, got {len(levels)}")
+        for lv in levels:
+            if not isinstance(lv, Level):
+                raise InvalidProblemError(f"levels must be hyperlevel.Level objects, got {type(lv).__name__}")
+            if "/" in lv.name:
+                raise InvalidProblemError(f"level name {lv.name!r} must not contain '/'")
+        names = [lv.name for lv in levels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InvalidProblemError(f"duplicate level names: {dupes}")
+        owner: dict[int, tuple[str, str]] = {}
+        dtype_ref: tuple[str, str, Tensor] | None = None
+        for lv in levels:
+            for pname, t in lv.named_parameters().items():
+                key = t.data_ptr() if t.numel() else id(t)
+                if key in owner:
+                    other = owner[key]
+                    raise InvalidProblemError(
+                        f"parameter {pname!r} of level {lv.name!r} is also {other[1]!r} of level {other[0]!r}: "
+                        "a tensor must belong to exactly one level"
+                    )
+                owner[key] = (lv.name, pname)
+                if dtype_ref is None:
+                    dtype_ref = (lv.name, pname, t)
+                elif t.dtype != dtype_ref[2].dtype or t.device != dtype_ref[2].device:
+                    raise InvalidProblemError(
+                        f"level {lv.name!r} parameter {pname!r} is {t.dtype} on {t.device}, but level "
+                        f"{dtype_ref[0]!r} parameter {dtype_ref[1]!r} is {dtype_ref[2].dtype} on "
+                        f"{dtype_ref[2].device}"
+                    )
+        self.levels = levels
+        self._by_name = {lv.name: lv for lv in levels}
+
+    @property
+    def names(self) -> list[str]:
+        return [lv.name for lv in self.levels]
+
+    def __getitem__(self, name: str) -> Level:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InvalidProblemError(f"no level named {name!r}; levels are {self.names}") from None
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def parameters(self) -> Params:
+        """The live tensors of every level: ``{level: {name: tensor}}``."""
+        return {lv.name: lv.named_parameters() for lv in self.levels}
+
+    def detached(self) -> Params:
+        return {lv: {n: t.detach() for n, t in ps.items()} for lv, ps in self.parameters().items()}
+
+    def check_objectives(self, batches: Mapping[str, Any]) -> None:
+        """Evaluate each objective once and check it is a finite scalar that depends on its own parameters."""
+        from .validation import check_loss
+
+        for lv in self.levels:
+            params = self.detached()
+            own = {n: t.detach().requires_grad_() for n, t in lv.named_parameters().items()}
+            params[lv.name] = own
+            with torch.enable_grad():
+                value = check_loss(lv.objective(params, batches.get(lv.name)), f"objective of level {lv.name!r}")
+                gs = torch.autograd.grad(value, list(own.values()), allow_unused=True)
+            unused = [n for n, g in zip(own, gs, strict=True) if g is None]
+            if len(unused) == len(own):
+                raise InvalidProblemError(
+                    f"the objective of level {lv.name!r} does not depend on that level's own parameters; "
+                    "does it read params[level_name]?"
+                )
+
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for lv in self.levels:
+            if isinstance(lv.params, nn.Module):
+                out[lv.name] = lv.params.state_dict()
+            else:
+                out[lv.name] = {n: t.detach().clone() for n, t in lv.params.items()}
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = [n for n in self.names if n not in state]
+        if missing:
+            raise InvalidProblemError(f"the checkpoint has no parameters for levels {missing}")
+        for lv in self.levels:
+            if isinstance(lv.params, nn.Module):
+                lv.params.load_state_dict(state[lv.name])
+            else:
+                with torch.no_grad():
+                    for n, t in lv.params.items():
+                        if n not in state[lv.name]:
+                            raise InvalidProblemError(f"the checkpoint has no tensor {n!r} for level {lv.name!r}")
+                        t.copy_(state[lv.name][n])
