@@ -120,6 +120,8 @@ class Engine:
         schedule.validate(problem.names)
         if on_nonfinite not in ("raise", "skip"):
             raise InvalidProblemError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        if reduce is not None and any(p.nested for p in schedule.phases):
+            raise InvalidProblemError("nested phases do not take a data-parallel reduce yet; run them in one process")
         if checkpoint_every and checkpoint_dir is None:
             raise InvalidProblemError("checkpoint_every needs a checkpoint_dir")
         self.problem = problem
@@ -233,6 +235,8 @@ class Engine:
                 if not self._optimizers:
                     self._start_phase(phase)
                 record = self._step(phase)
+                if self.reduce is not None:
+                    self._agree(record)
                 self.phase_step += 1
                 self.global_step += 1
                 record.step, record.phase_step = self.global_step, self.phase_step
@@ -263,6 +267,15 @@ class Engine:
                              self.skipped_steps, path)
         self._call("on_run_end", summary)
         return summary
+
+    def _agree(self, record: StepRecord) -> None:
+        """Data-parallel runs: one small collective per step, so every rank stops at the same step when any was
+        interrupted (a rank leaving alone would leave the others waiting in a collective), and the logged losses
+        are the means over all ranks' data rather than rank 0's shard."""
+        mean = self.reduce(torch.tensor([float(self._stop_requested), record.outer_loss, record.inner_loss],
+                                        dtype=torch.float64))
+        self._stop_requested = bool(mean[0] > 0)
+        record.outer_loss, record.inner_loss = float(mean[1]), float(mean[2])
 
     def _call(self, hook: str, *args: Any) -> None:
         if self.is_main_process:

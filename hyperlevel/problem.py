@@ -87,10 +87,15 @@ class Problem:
             own = {n: t.detach().requires_grad_() for n, t in lv.named_parameters().items()}
             params[lv.name] = own
             with torch.enable_grad():
-                value = check_loss(lv.objective(params, batches.get(lv.name)), f"objective of level {lv.name!r}")
-                gs = torch.autograd.grad(value, list(own.values()), allow_unused=True)
-            unused = [n for n, g in zip(own, gs, strict=True) if g is None]
-            if len(unused) == len(own):
+                raw = lv.objective(params, batches.get(lv.name))
+                if not isinstance(raw, Tensor):
+                    check_loss(raw, f"objective of level {lv.name!r}")  # raises a clear type error
+                depends = raw.requires_grad
+                if depends:
+                    value = check_loss(raw, f"objective of level {lv.name!r}")
+                    gs = torch.autograd.grad(value, list(own.values()), allow_unused=True)
+                    depends = any(g is not None for g in gs)
+            if not depends:
                 raise InvalidProblemError(
                     f"the objective of level {lv.name!r} does not depend on that level's own parameters; "
                     "does it read params[level_name]?"

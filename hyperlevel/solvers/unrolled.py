@@ -21,8 +21,10 @@ class Unrolled(Solver):
     contribution. Cost: ``K`` gradient evaluations forward and ``T`` Hessian-vector products backward; memory
     grows linearly in ``T``.
 
-    In a data-parallel run the ``reduce`` given to :meth:`solve` must be differentiable (for instance
-    ``torch.distributed.nn.functional.all_reduce``), because each step's averaged gradient is differentiated.
+    In a data-parallel run each differentiated step's averaged gradient is itself differentiated, so the average
+    must be autograd-aware: when the ``reduce`` given to :meth:`solve` has a ``differentiable`` attribute
+    (:class:`hyperlevel.distributed.MeanReduce`, built on ``torch.distributed.nn.functional.all_reduce``) those
+    steps use it; otherwise ``reduce`` itself must be differentiable.
 
     Args:
         steps: number of inner steps ``K``.
@@ -52,7 +54,9 @@ class Unrolled(Solver):
             value = evaluate(inner_loss, outer, w, "inner_loss")
             gs = grads(value, w, create_graph=track)
             if reduce is not None and all(g is not None for g in gs):
-                gs = reduce_list(reduce, gs)  # type: ignore[arg-type]
+                # a differentiated step needs an autograd-aware average (MeanReduce.differentiable)
+                step_reduce = getattr(reduce, "differentiable", reduce) if track else reduce
+                gs = reduce_list(step_reduce, gs)  # type: ignore[arg-type]
             missing = [n for n, g in zip(names, gs, strict=True) if g is None]
             if missing:
                 raise InvalidProblemError(f"inner parameters {missing} do not influence inner_loss")

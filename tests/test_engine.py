@@ -1,0 +1,228 @@
+"""Problem validation, loss weights, phases, and the engine: exact resume, non-finite handling, logging."""
+
+import csv
+import math
+import os
+import signal
+
+import pytest
+import torch
+from _trilevel import build, flat_state
+from torch import nn
+
+import hyperlevel as hl
+from hyperlevel.errors import InvalidProblemError, NonFiniteError
+
+
+def _obj(P, batch):
+    return sum((t**2).sum() for lv in P.values() for t in lv.values())
+
+
+# ---------------------------------------------------------------- Problem and Level validation
+def test_problem_rejects_bad_structures():
+    a = {"x": torch.ones(2)}
+    with pytest.raises(InvalidProblemError, match="at least 2 levels"):
+        hl.Problem([hl.Level("a", a, _obj)])
+    with pytest.raises(InvalidProblemError, match="duplicate level names"):
+        hl.Problem([hl.Level("a", a, _obj), hl.Level("a", {"y": torch.ones(2)}, _obj)])
+    with pytest.raises(InvalidProblemError, match="'x' of level 'a'"):
+        hl.Problem([hl.Level("a", a, _obj), hl.Level("b", {"z": a["x"]}, _obj)])
+    shared = nn.Linear(2, 2)
+    with pytest.raises(InvalidProblemError, match="belong to exactly one level"):
+        hl.Problem([hl.Level("a", shared, _obj), hl.Level("b", {"w": shared.weight}, _obj)])
+    with pytest.raises(InvalidProblemError, match="no trainable parameters"):
+        hl.Level("a", {}, _obj)
+    with pytest.raises(InvalidProblemError, match="float64"):
+        hl.Problem([hl.Level("a", a, _obj), hl.Level("b", {"y": torch.ones(2, dtype=torch.float64)}, _obj)])
+    with pytest.raises(InvalidProblemError, match="must not contain"):
+        hl.Problem([hl.Level("a/b", a, _obj), hl.Level("b", {"y": torch.ones(2)}, _obj)])
+
+
+def test_objective_ignoring_its_own_level_is_rejected_before_training():
+    a, b = {"x": torch.ones(2)}, {"y": torch.ones(2)}
+    problem = hl.Problem([
+        hl.Level("a", a, lambda P, _: (P["a"]["x"] ** 2).sum() + (P["b"]["y"] ** 2).sum()),
+        hl.Level("b", b, lambda P, _: (P["a"]["x"] ** 2).sum()),  # ignores b
+    ])
+    engine = hl.Engine(problem, [hl.Phase("p", outer=["a"], inner=["b"], max_steps=1)])
+    with pytest.raises(InvalidProblemError, match="level 'b' does not depend on that level's own parameters"):
+        engine.run()
+
+
+def test_schedule_validation_names_the_problem():
+    _, _, problem, _ = build()
+    with pytest.raises(InvalidProblemError, match=r"outer levels \['nope'\]"):
+        hl.Engine(problem, [hl.Phase("p", outer=["nope"], inner=["lower"])])
+    with pytest.raises(InvalidProblemError, match="more than one role"):
+        hl.Phase("p", outer=["lower"], inner=["lower"])
+    with pytest.raises(InvalidProblemError, match="unique"):
+        hl.Schedule([hl.Phase("p", [], ["lower"]), hl.Phase("p", [], ["lower"])])
+    with pytest.raises(InvalidProblemError, match="checkpoint_dir"):
+        hl.Engine(problem, [hl.Phase("p", [], ["lower"])], checkpoint_every=5)
+
+
+# ---------------------------------------------------------------- LossWeights
+def test_loss_weights_regularised_total_and_positivity():
+    w = hl.LossWeights(["a", "b"])
+    assert w.weights() == {"a": 1.0, "b": 1.0}
+    losses = {"a": torch.tensor(2.0), "b": torch.tensor(4.0)}
+    expected = 2.0 / 2 + 4.0 / 2 + 2 * math.log(2.0)
+    assert w.total(None, losses).item() == pytest.approx(expected)
+    opt = torch.optim.SGD(w.parameters(), lr=100.0)  # a huge step cannot make a weight non-positive
+    w.total(None, losses).backward()
+    opt.step()
+    assert all(v > 0 for v in w.weights().values())
+    assert w.effective_weights()["a"] == pytest.approx(1 / (2 * w.weights()["a"]))
+    with pytest.raises(InvalidProblemError, match="missing"):
+        w.total(None, {"a": torch.tensor(1.0)})
+
+
+def test_loss_weights_optimum_satisfies_stationarity():
+    w = hl.LossWeights(["a"])
+    opt = torch.optim.Adam(w.parameters(), lr=0.05)
+    for _ in range(2000):
+        opt.zero_grad()
+        w.total(None, {"a": torch.tensor(3.0)}).backward()
+        opt.step()
+    s = w.weights()["a"]
+    assert 3.0 * (1 + s**2) == pytest.approx(4 * s**3, rel=1e-3)  # L (1 + s^2) = 4 s^3
+
+
+# ---------------------------------------------------------------- Engine
+def test_phases_update_the_right_levels():
+    model, weights, problem, schedule = build(s1_steps=3, s2_steps=3)
+    engine = hl.Engine(problem, schedule)
+    w0, m0 = weights.log_s.detach().clone(), flat_state(model, weights).clone()
+    engine.run(stop_after=3)
+    assert engine.phase.name == "S2"
+    w1 = weights.log_s.detach().clone()
+    assert not torch.equal(w0, w1) and not torch.equal(m0, flat_state(model, weights))
+    engine.run()  # the rest: S2 must leave the weights untouched
+    assert torch.equal(weights.log_s.detach(), w1)
+
+
+@pytest.mark.parametrize("stop", [4, 9])  # 4: inside S1; 9: in the middle of S2
+def test_resume_is_exact(tmp_path, stop):
+    model, weights, problem, schedule = build(s1_steps=6, s2_steps=6)
+    hl.Engine(problem, schedule).run()
+    reference = flat_state(model, weights).clone()
+
+    model, weights, problem, schedule = build(s1_steps=6, s2_steps=6)
+    engine = hl.Engine(problem, schedule, checkpoint_dir=tmp_path)
+    summary = engine.run(stop_after=stop)
+    assert summary.status == "stopped" and summary.steps == stop
+
+    model, weights, problem, schedule = build(seed=123, s1_steps=6, s2_steps=6)  # different init: all restored
+    resumed = hl.Engine(problem, schedule, checkpoint_dir=tmp_path)
+    summary = resumed.run(resume=tmp_path / "last.pt")
+    assert summary.status == "finished" and summary.steps == 12
+    diff = (flat_state(model, weights) - reference).abs().max().item()
+    print(f"resume after step {stop}: max |difference| = {diff}")
+    assert diff == 0.0
+
+
+def test_resume_is_exact_with_conjugate_gradient_phase(tmp_path):
+    cg = lambda: hl.solvers.ConjugateGradient(iterations=10, on_nonconvergence="ignore")  # noqa: E731
+    model, weights, problem, schedule = build(s1_steps=3, s2_steps=4, solver_s2=cg())
+    hl.Engine(problem, schedule).run()
+    reference = flat_state(model, weights).clone()
+    model, weights, problem, schedule = build(s1_steps=3, s2_steps=4, solver_s2=cg())
+    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=5)
+    model, weights, problem, schedule = build(s1_steps=3, s2_steps=4, solver_s2=cg())
+    hl.Engine(problem, schedule).run(resume=tmp_path / "last.pt")
+    assert torch.equal(flat_state(model, weights), reference)
+
+
+def test_resume_rejects_a_different_schedule(tmp_path):
+    _, _, problem, schedule = build(s1_steps=2, s2_steps=4)
+    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=3)
+    _, _, problem, _ = build()
+    other = hl.Schedule([hl.Phase("only", outer=[], inner=["lower"])])
+    with pytest.raises(InvalidProblemError, match="phase 'S2'"):
+        hl.Engine(problem, other).run(resume=tmp_path / "last.pt")
+
+
+def test_nonfinite_raises_with_level_and_step_or_is_skipped():
+    _, _, problem, schedule = build(nan_at=12)
+    with pytest.raises(NonFiniteError, match=r"step \d+ \(phase 'S1'\).*(level 'upper'|level 'lower')"):
+        hl.Engine(problem, schedule).run()
+    _, weights, problem, schedule = build(nan_at=12, s1_steps=4, s2_steps=2)
+    summary = hl.Engine(problem, schedule, on_nonfinite="skip").run()
+    assert summary.skipped_steps > 0 and summary.status == "finished"
+    assert all(math.isfinite(v) for v in weights.weights().values())
+
+
+def test_convergence_criterion_ends_a_phase_early():
+    until = hl.Converged("upper", tol=10.0, window=2)  # a loose tolerance: converged at the first check
+    _, _, problem, schedule = build(s1_steps=50, s2_steps=2, until=until)
+    records = []
+
+    class Collect(hl.Callback):
+        def on_step_end(self, engine, record):
+            records.append(record)
+
+    hl.Engine(problem, schedule, callbacks=[Collect()]).run()
+    s1 = [r for r in records if r.phase == "S1"]
+    assert len(s1) == 3 and s1[-1].converged and len(records) == 5
+
+
+def test_logs_csv_and_tensorboard_and_truncate_on_resume(tmp_path):
+    _, _, problem, schedule = build(s1_steps=3, s2_steps=3)
+    cbs = [hl.CSVLogger(tmp_path / "log.csv"), hl.TensorBoardLogger(tmp_path / "tb"), hl.ProgressBar()]
+    hl.Engine(problem, schedule, callbacks=cbs, checkpoint_dir=tmp_path).run(stop_after=4)
+    _, _, problem, schedule = build(s1_steps=3, s2_steps=3)
+    cbs = [hl.CSVLogger(tmp_path / "log.csv"), hl.TensorBoardLogger(tmp_path / "tb")]
+    hl.Engine(problem, schedule, callbacks=cbs).run(resume=tmp_path / "last.pt")
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    steps = sorted({int(r["step"]) for r in rows})
+    assert steps == [1, 2, 3, 4, 5, 6]
+    names = {r["name"] for r in rows}
+    assert {"loss/outer", "loss/inner", "weights/upper/mse", "hypergradient_norm/upper", "lr/middle"} <= names
+    per_step = [r for r in rows if r["name"] == "loss/inner"]
+    assert len(per_step) == 6  # no duplicated rows after the resume
+    assert any(f.startswith("events") for f in os.listdir(tmp_path / "tb"))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    _, _, problem, schedule = build(s1_steps=2, s2_steps=2)
+    engine = hl.Engine(problem, schedule, checkpoint_dir=tmp_path)
+    engine.run(stop_after=2)
+    good = hl.checkpoint.load(tmp_path / "last.pt")
+
+    def crash(obj, f, *a, **k):
+        f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        engine.save_checkpoint()
+    monkeypatch.undo()
+    again = hl.checkpoint.load(tmp_path / "last.pt")
+    assert again["global_step"] == good["global_step"] == 2
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_ctrl_c_checkpoints_and_resumes_exactly(tmp_path):
+    model, weights, problem, schedule = build(s1_steps=4, s2_steps=4)
+    hl.Engine(problem, schedule).run()
+    reference = flat_state(model, weights).clone()
+
+    class Interrupt(hl.Callback):
+        def on_step_end(self, engine, record):
+            if record.step == 6:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model, weights, problem, schedule = build(s1_steps=4, s2_steps=4)
+    summary = hl.Engine(problem, schedule, callbacks=[Interrupt()], checkpoint_dir=tmp_path).run()
+    assert summary.status == "interrupted" and summary.steps == 6
+    model, weights, problem, schedule = build(s1_steps=4, s2_steps=4)
+    hl.Engine(problem, schedule).run(resume=tmp_path / "last.pt")
+    assert torch.equal(flat_state(model, weights), reference)
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    _, _, problem, schedule = build(s1_steps=1, s2_steps=1)
+    hl.Engine(problem, schedule, checkpoint_dir=tmp_path, checkpoint_extra=lambda: {"note": "x"}).run()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["format"] == "hyperlevel-engine-v1" and state["extra"]["note"] == "x"
