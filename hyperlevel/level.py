@@ -65,6 +65,13 @@ class Level:
         for n, t in named.items():
             if not t.is_floating_point():
                 raise InvalidProblemError(f"level {self.name!r}: parameter {n!r} is not floating point")
+            if isinstance(self.params, dict) and not t.requires_grad:
+                if not t.is_leaf:
+                    raise InvalidProblemError(
+                        f"level {self.name!r}: parameter {n!r} is computed from other tensors; pass a leaf "
+                        "tensor (e.g. t.detach().clone()) so the level can own and update it"
+                    )
+                t.requires_grad_(True)  # a level's dict tensors are its trainable leaves
 
     def named_parameters(self) -> dict[str, Tensor]:
         """The level's trainable tensors by name (the live tensors, not copies)."""

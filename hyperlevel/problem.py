@@ -79,26 +79,30 @@ class Problem:
         return {lv: {n: t.detach() for n, t in ps.items()} for lv, ps in self.parameters().items()}
 
     def check_objectives(self, batches: Mapping[str, Any]) -> None:
-        """Evaluate each objective once and check it is a finite scalar that depends on its own parameters."""
+        """Evaluate each objective once: it must be a finite scalar, and each level's parameters must reach its
+        own objective, directly or through the levels below it (a hyper-parameter that only enters the inner
+        loss is fine; a level whose parameters reach none of these objectives has no gradient to follow)."""
         from .validation import check_loss
 
-        for lv in self.levels:
-            params = self.detached()
-            own = {n: t.detach().requires_grad_() for n, t in lv.named_parameters().items()}
-            params[lv.name] = own
-            with torch.enable_grad():
-                raw = lv.objective(params, batches.get(lv.name))
-                if not isinstance(raw, Tensor):
-                    check_loss(raw, f"objective of level {lv.name!r}")  # raises a clear type error
-                depends = raw.requires_grad
-                if depends:
-                    value = check_loss(raw, f"objective of level {lv.name!r}")
-                    gs = torch.autograd.grad(value, list(own.values()), allow_unused=True)
-                    depends = any(g is not None for g in gs)
-            if not depends:
+        for k, lv in enumerate(self.levels):
+            reached = False
+            for below in self.levels[k:]:
+                params = self.detached()
+                own = {n: t.detach().requires_grad_() for n, t in lv.named_parameters().items()}
+                params[lv.name] = own
+                with torch.enable_grad():
+                    raw = below.objective(params, batches.get(below.name))
+                    if not isinstance(raw, Tensor) or raw.numel() != 1 or not torch.isfinite(raw).all():
+                        check_loss(raw, f"objective of level {below.name!r}")  # raises a clear error
+                    if raw.requires_grad:
+                        gs = torch.autograd.grad(raw.reshape(()), list(own.values()), allow_unused=True)
+                        reached = reached or any(g is not None for g in gs)
+                if reached:
+                    break
+            if not reached:
                 raise InvalidProblemError(
-                    f"the objective of level {lv.name!r} does not depend on that level's own parameters; "
-                    "does it read params[level_name]?"
+                    f"the parameters of level {lv.name!r} reach neither that level's own objective nor the "
+                    "objectives of the levels below it; does the objective read params[level_name]?"
                 )
 
     def state_dict(self) -> dict[str, Any]:

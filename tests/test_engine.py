@@ -45,8 +45,17 @@ def test_objective_ignoring_its_own_level_is_rejected_before_training():
         hl.Level("b", b, lambda P, _: (P["a"]["x"] ** 2).sum()),  # ignores b
     ])
     engine = hl.Engine(problem, [hl.Phase("p", outer=["a"], inner=["b"], max_steps=1)])
-    with pytest.raises(InvalidProblemError, match="level 'b' does not depend on that level's own parameters"):
+    with pytest.raises(InvalidProblemError, match="parameters of level 'b' reach neither"):
         engine.run()
+
+
+def test_hyperparameter_only_in_the_inner_objective_is_accepted():
+    a, b = {"lam": torch.ones(2)}, {"w": torch.ones(2)}
+    problem = hl.Problem([
+        hl.Level("a", a, lambda P, _: ((P["b"]["w"] - 2) ** 2).sum()),  # reaches a only through b's response
+        hl.Level("b", b, lambda P, _: (P["a"]["lam"] * P["b"]["w"] ** 2).sum() - P["b"]["w"].sum()),
+    ])
+    hl.Engine(problem, [hl.Phase("p", outer=["a"], inner=["b"], max_steps=2)]).run()
 
 
 def test_schedule_validation_names_the_problem():

@@ -51,14 +51,14 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double the resolution and change the width: 3x3 convolution, then pixel-shuffle (as in Restormer)."""
+    """Double the resolution and change the width: 1x1 convolution, then bilinear x2 (cheap in parameters)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels * 4, 3, padding=1, bias=False)
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(x), 2)
+        return F.interpolate(self.conv(x), scale_factor=2, mode="bilinear", align_corners=False)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:

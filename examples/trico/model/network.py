@@ -30,12 +30,12 @@ __all__ = ["TriCo", "TriCoOutput", "DEFAULT_WIDTHS", "build_model"]
 
 # Chosen to sit just under the size budget (1.5 M trainable parameters, 21 GMACs at 1x3x128x128, x2).
 DEFAULT_WIDTHS: dict[str, Any] = {
-    "ir_width": 16,
-    "fr_widths": [32, 64, 128],
-    "enc_blocks": [1, 1, 1],
-    "dec_blocks": [0, 0, 0],
-    "refine_blocks": 1,
-    "hr_blocks": 0,
+    "ir_width": 12,
+    "fr_widths": [48, 64, 96],
+    "enc_blocks": [3, 2, 1],
+    "dec_blocks": [0, 1, 1],
+    "refine_blocks": 4,
+    "hr_blocks": 4,
     "heads": [4, 2, 1],
     "ffn_expansion": 2.0,
     "alpha_channels": 3,

@@ -141,7 +141,10 @@ class SamEncoder(nn.Module):
         return self
 
     @torch.no_grad()
-    def forward(self, v: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, v: torch.Tensor, sizes: list[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+        """Features ``f_s`` of ``v``, coarsest decoder level first, at ``encoder_size / 16`` or, when ``sizes``
+        (one ``(h, w)`` per decoder level) is given, resized bilinearly to those sizes. ``TriCo`` uses the
+        former and resizes after IHEM's 1x1 query projection (cheaper, same result up to the layer norm)."""
         enc = self.encoder
         dtype = enc.patch_embed.proj.weight.dtype
         s = self.encoder_size
@@ -161,7 +164,10 @@ class SamEncoder(nn.Module):
             if i in self.block_indexes:
                 feats[i] = x.permute(0, 3, 1, 2)
         # coarsest decoder level first: deepest block -> 1/4, shallowest of the three -> full resolution
-        return [feats[i].to(v.dtype) for i in reversed(self.block_indexes)]
+        out = [feats[i].to(v.dtype) for i in reversed(self.block_indexes)]
+        if sizes is not None:
+            out = [F.interpolate(f, size=tuple(hw), mode="bilinear", align_corners=False) for f, hw in zip(out, sizes)]
+        return out
 
 
 def build_semantic_encoder(

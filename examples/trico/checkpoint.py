@@ -1,0 +1,87 @@
+"""Saving and loading TriCo models.
+
+A checkpoint is a ``dict`` with at least
+
+- ``"model_config"``: the plain-dict ``build_model`` keyword arguments (``model.config``), and
+- ``"model"``: the model's state dict (trainable parameters and buffers) WITHOUT the frozen semantic encoder,
+  whose weights come from the SAM checkpoint path stored in the config.
+
+Other code (the trainer) may store larger dicts holding these two keys; ``load_model`` accepts any of them. Files
+are written atomically (temporary file in the same directory, then ``os.replace``) and read with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["save_model", "load_model", "model_checkpoint", "atomic_torch_save"]
+
+
+def _state_without_encoder(model: nn.Module) -> dict[str, torch.Tensor]:
+    if hasattr(model, "trainable_state_dict"):
+        return model.trainable_state_dict()
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("semantic.")}
+
+
+def model_checkpoint(model: nn.Module, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` (``extra`` entries are added; they may not override the two keys)."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict):
+        raise TypeError("model has no plain-dict .config; build it with examples.trico.build_model")
+    ckpt: dict[str, Any] = dict(extra or {})
+    if "model" in ckpt or "model_config" in ckpt:
+        raise ValueError("extra may not contain the keys 'model' or 'model_config'")
+    ckpt["model_config"] = dict(config)
+    ckpt["model"] = {k: v.detach().cpu() for k, v in _state_without_encoder(model).items()}
+    return ckpt
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file next to ``path``, then ``os.replace`` it into place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (and ``extra`` entries) to ``path`` atomically."""
+    atomic_torch_save(model_checkpoint(model, extra), path)
+
+
+def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in ``path`` (any dict with ``model_config`` and ``model``); return
+    ``(model, config)``. The model is in eval mode."""
+    from .model import build_model
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path!r}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"cannot read checkpoint {path!r}: {exc}") from exc
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model" not in ckpt:
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path!r} is not a TriCo checkpoint (needs 'model_config' and 'model'; has {keys})")
+    config = dict(ckpt["model_config"])
+    model = build_model(**config)
+    model.load_trainable_state_dict(ckpt["model"])
+    if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+        model.to(map_location)
+    model.eval()
+    return model, config
