@@ -98,8 +98,8 @@ def test_check_hypergradient_catches_a_wrong_solver():
     """A deliberately broken solver (sign of the indirect term flipped) is caught by the report."""
 
     class WrongSign(solvers.ConjugateGradient):
-        def solve(self, outer_loss, inner_loss, outer, inner):
-            grads, info = super().solve(outer_loss, inner_loss, outer, inner)
+        def solve(self, outer_loss, inner_loss, outer, inner, reduce=None):
+            grads, info = super().solve(outer_loss, inner_loss, outer, inner, reduce)
             return [-g for g in grads], info
 
     prob = Ridge.make(n=30, p=3)
