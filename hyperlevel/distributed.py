@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from .errors import InvalidProblemError
 
-__all__ = ["DistributedContext", "MeanReduce", "init_from_env", "shard_loader"]
+__all__ = ["DistributedContext", "MeanReduce", "broadcast_parameters", "distributed", "init_from_env", "shard_loader"]
 
 _ENV = ("RANK", "WORLD_SIZE")
 
@@ -128,21 +129,13 @@ class DistributedContext:
         return tensor if reduce is None else reduce.differentiable(tensor)
 
     def broadcast_parameters(self, problem: Any) -> None:
-        """Copy rank 0's parameters (and module buffers) into every rank, in place, so replicas start identical.
+        """Copy rank 0's parameters (and module buffers) into every rank; see :func:`broadcast_parameters`."""
+        if self.distributed:
+            broadcast_parameters(problem, device=self.device)
 
-        ``problem`` is a :class:`~hyperlevel.Problem`, an ``nn.Module``, a dict or an iterable of tensors.
-        """
-        if not self.distributed:
-            return
-        with torch.no_grad():
-            for t in _tensors_of(problem):
-                comm = t.detach()
-                if self.backend == "nccl" and comm.device.type != "cuda":
-                    moved = comm.to(self.device)
-                    dist.broadcast(moved, src=0)
-                    comm.copy_(moved)
-                else:
-                    dist.broadcast(comm, src=0)
+    def engine_kwargs(self) -> dict[str, Any]:
+        """``reduce`` and ``is_main_process`` for :class:`~hyperlevel.Engine` (or a ``train`` function)."""
+        return {"reduce": self.reduce, "is_main_process": self.is_main}
 
     def shard(self, loader: Any) -> Any:
         """``loader.shard(rank, world_size)`` (a :class:`~hyperlevel.ResumableLoader`, position kept)."""
@@ -160,6 +153,43 @@ class DistributedContext:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False
+
+
+def broadcast_parameters(problem: Any, src: int = 0, device: str | torch.device | None = None) -> None:
+    """Copy rank ``src``'s parameters (and module buffers) into every rank, in place, so replicas start
+    identical; a no-op without a process group.
+
+    ``problem`` is a :class:`~hyperlevel.Problem`, an ``nn.Module``, a dict or an iterable of tensors. With NCCL,
+    CPU tensors travel through ``device`` (default: the current CUDA device).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    nccl = dist.get_backend() == "nccl"
+    with torch.no_grad():
+        for t in _tensors_of(problem):
+            comm = t.detach()
+            if nccl and comm.device.type != "cuda":
+                target = torch.device(device) if device is not None else torch.device("cuda")
+                if target.type != "cuda":
+                    target = torch.device("cuda", torch.cuda.current_device())
+                moved = comm.to(target)
+                dist.broadcast(moved, src=src)
+                comm.copy_(moved)
+            else:
+                dist.broadcast(comm, src=src)
+
+
+@contextmanager
+def distributed(backend: str | None = None, *, device: str | torch.device | None = None,
+                timeout: float | None = None) -> Iterator[DistributedContext]:
+    """``with distributed(device=args.device) as ctx:`` :func:`init_from_env`, then on exit wait for every rank
+    (rank 0 may still be writing its last checkpoint) and destroy the process group this created."""
+    ctx = init_from_env(backend, device=device, timeout=timeout)
+    try:
+        yield ctx
+        ctx.barrier()
+    finally:
+        ctx.cleanup()
 
 
 def _tensors_of(obj: Any) -> list[Tensor]:
@@ -192,7 +222,8 @@ def shard_loader(loader: Any, rank: int, world_size: int) -> Any:
     return shard(rank, world_size)
 
 
-def init_from_env(backend: str | None = None, *, timeout: float | None = None) -> DistributedContext:
+def init_from_env(backend: str | None = None, *, device: str | torch.device | None = None,
+                  timeout: float | None = None) -> DistributedContext:
     """Join the process group that ``torchrun`` describes in the environment.
 
     Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. Without them (a plain
@@ -200,17 +231,23 @@ def init_from_env(backend: str | None = None, *, timeout: float | None = None) -
     When a process group already exists it is reused (and not destroyed by :meth:`DistributedContext.cleanup`).
 
     Args:
-        backend: ``"nccl"`` or ``"gloo"``; default NCCL when CUDA is available, else gloo.
+        backend: ``"nccl"`` or ``"gloo"``; default NCCL when CUDA is available (or ``device`` is CUDA), else
+            gloo (and gloo whenever ``device`` is the CPU).
+        device: the device the caller asked for (``"cpu"``, ``"cuda"``). A CUDA device becomes this process's
+            GPU, ``cuda:LOCAL_RANK``; default ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU.
         timeout: seconds a collective may wait before failing (default: PyTorch's, 10 minutes for gloo).
     """
     cuda = torch.cuda.is_available()
+    if device is not None:
+        cuda = cuda and torch.device(device).type == "cuda"
     if dist.is_available() and dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()
         local_rank = int(os.environ.get("LOCAL_RANK", rank))
-        device = torch.device("cuda", local_rank) if cuda and dist.get_backend() == "nccl" else torch.device("cpu")
+        device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
         return DistributedContext(rank, world_size, local_rank, device, str(dist.get_backend()), owns_group=False)
     if not all(k in os.environ for k in _ENV):
-        return DistributedContext(device=torch.device("cuda", 0) if cuda else torch.device("cpu"))
+        single = torch.device(device) if device is not None else torch.device("cuda" if cuda else "cpu")
+        return DistributedContext(device=single)
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not 0 <= rank < world_size:

@@ -51,7 +51,7 @@ def test_cg_equals_closed_form_on_random_quadratics(seed, n_inner, n_outer, cond
     # Neumann with the optimal step converges to the same answer.
     lmax, lmin = torch.linalg.eigvalsh(A)[[-1, 0]]
     alpha = (2.0 / (lmax + lmin)).item()
-    gn = hyperlevel.hypergradient(outer, inner, {"o": o}, {"w": w_star}, solvers.Neumann(20000, alpha=alpha))
+    gn = hyperlevel.hypergradient(outer, inner, {"o": o}, {"w": w_star}, solvers.Neumann(20000, alpha=alpha, tol=1e-9))
     torch.testing.assert_close(gn["o"], exact, rtol=1e-6, atol=1e-8)
 
 
