@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from ._flat import flatten
+from ._flat import flatten, unflatten
 from .errors import HyperlevelError, InvalidProblemError, NonFiniteError, SolverDivergedError
 from .hypergradient import _hypergradient
 from .level import Level, adam
@@ -392,12 +392,22 @@ class Engine:
         record.solver_info = info
         record.outer_loss = info.outer_loss
         self._apply_gradients(phase.outer, grads, record, "hypergradient")
-        self._inner_updates(phase, record, first_batch=inner_batch)
+        reused = info.inner_gradient if phase.reuse_inner_gradient else None
+        self._inner_updates(phase, record, first_batch=inner_batch, first_gradient=reused)
 
-    def _inner_updates(self, phase: Phase, record: StepRecord, first_batch: Any) -> None:
+    def _inner_updates(self, phase: Phase, record: StepRecord, first_batch: Any,
+                       first_gradient: tuple[float, Tensor] | None = None) -> None:
         inner_level = self.problem[phase.inner_objective or phase.inner[-1]]
         steps = max(phase.inner_steps, 1 if not phase.outer else 0)
         for k in range(steps):
+            if k == 0 and first_gradient is not None:
+                value, flat = first_gradient
+                live = [t for lv in phase.inner for t in self.problem[lv].named_parameters().values()]
+                keys = [f"{lv}/{n}" for lv in phase.inner for n in self.problem[lv].named_parameters()]
+                self._apply_gradients(phase.inner, dict(zip(keys, unflatten(flat, live), strict=True)), record,
+                                      "gradient")
+                record.inner_loss = value
+                continue
             batch = first_batch if (k == 0 and first_batch is not None) else inner_level.next_batch()
             params = self.problem.detached()
             for lv in phase.inner:

@@ -89,6 +89,10 @@ class Phase:
         lr_schedulers: per-level scheduler factories (e.g. :func:`cosine_restarts`), stepped every phase step.
         outer_objective: whose objective the outer levels minimise (default: the outermost outer level's).
         inner_objective: whose objective the joint inner level minimises (default: its innermost level's).
+        reuse_inner_gradient: let the first inner step reuse the inner gradient the solver already computed
+            at the same point and batch (``FiniteDifference`` computes it for its probe), saving one forward and
+            backward pass per step. That gradient is taken before the outer update, whereas TriCo's Alg. 1
+            (line 7) takes the inner step after it: off by default for fidelity.
         nested: instead of one bilevel split, treat ``outer + inner`` as a nested chain (outermost first) and
             update each level with its exact nested hypergradient (:func:`hyperlevel.nested_hypergradient`);
             the innermost level takes plain gradient steps.
@@ -106,6 +110,7 @@ class Phase:
     lr_schedulers: Mapping[str, SchedulerFactory] = field(default_factory=dict)
     outer_objective: str | None = None
     inner_objective: str | None = None
+    reuse_inner_gradient: bool = False
     nested: bool = False
 
     def __post_init__(self) -> None:

@@ -235,3 +235,34 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     hl.Engine(problem, schedule, checkpoint_dir=tmp_path, checkpoint_extra=lambda: {"note": "x"}).run()
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["format"] == "hyperlevel-engine-v1" and state["extra"]["note"] == "x"
+
+
+def test_reusing_the_solvers_inner_gradient_saves_a_pass_and_matches_when_outer_is_still():
+    def run(reuse, outer_lr):
+        torch.manual_seed(0)
+        net = nn.Linear(3, 1)
+        weights = hl.LossWeights(["a", "b"])
+        X, Y = torch.randn(64, 3), torch.randn(64, 1)
+        data = [(X[i], Y[i]) for i in range(64)]
+        calls = {"n": 0}
+
+        def objective(P, batch):
+            calls["n"] += 1
+            x, y = batch
+            out = torch.func.functional_call(net, P["net"], (x,))
+            return weights.total(P["w"], {"a": ((out - y) ** 2).mean(), "b": (out - y).abs().mean()})
+
+        problem = hl.Problem([
+            hl.Level("w", weights, objective, hl.sgd(outer_lr), hl.ResumableLoader(data[:16], 8, seed=1)),
+            hl.Level("net", net, objective, hl.sgd(0.1), hl.ResumableLoader(data[16:], 8, seed=2)),
+        ])
+        phase = hl.Phase("p", outer=["w"], inner=["net"], solver=hl.solvers.FiniteDifference(0.1),
+                         max_steps=5, reuse_inner_gradient=reuse)
+        hl.Engine(problem, [phase], check_objectives=False).run()
+        return torch.cat([p.detach().reshape(-1) for p in net.parameters()]), calls["n"]
+
+    (a, calls_plain), (b, calls_reuse) = run(False, 0.0), run(True, 0.0)
+    assert torch.equal(a, b)  # with a still outer level the reused gradient is the same gradient
+    assert calls_plain - calls_reuse == 5  # one objective evaluation (forward + backward) saved per step
+    c, _ = run(True, 0.5)
+    assert not torch.equal(a, c)

@@ -47,6 +47,9 @@ class SolverInfo:
     extra: dict[str, float] = field(default_factory=dict)
     #: the outer loss the solver evaluated on the way (at the inner point it used), for logging
     outer_loss: float = math.nan
+    #: (inner loss, flat inner gradient) at the given point when the solver computed them anyway (finite
+    #: difference): the engine can reuse them for the first inner step (``Phase(reuse_inner_gradient=True)``)
+    inner_gradient: tuple[float, Tensor] | None = field(default=None, repr=False)
 
 
 class Solver(ABC):

@@ -45,7 +45,8 @@ class FiniteDifference(Solver):
         shapes = list(inner.values())
         with torch.no_grad():
             w = flatten([p.detach() for p in inner.values()])
-        g = inner_gradient(inner_loss, outer, inner, create_graph=False).detach()
+        g_value = evaluate(inner_loss, outer, inner, "inner_loss")
+        g = inner_gradient(lambda o, i: g_value, outer, inner, create_graph=False).detach()
         if reduce is not None:
             g = reduce(g)
         w_hat = {n: t.detach().requires_grad_() for n, t in zip(names, unflatten(w - self.inner_lr * g, shapes))}
@@ -55,7 +56,8 @@ class FiniteDifference(Solver):
             v = reduce(v)
         v_norm = torch.linalg.vector_norm(v)
         info = SolverInfo(
-            solver=type(self).__name__, iterations=1, gradient_evals=3, outer_loss=float(f_value.detach())
+            solver=type(self).__name__, iterations=1, gradient_evals=3, outer_loss=float(f_value.detach()),
+            inner_gradient=(float(g_value.detach()), g),
         )
         coupled: list[Tensor | None] = [None] * len(outer)
         if v_norm > 0 and self.inner_lr > 0:
