@@ -436,8 +436,8 @@ class Engine:
             params = [self._flat_params(base, [n]) for n in sub]
             g = nested_hypergradient(losses, params, solver=phase.solver)
             grads.update(g)
-            if k == 0:
-                record.outer_loss = float(losses[0](*params).detach())
+        with torch.no_grad():
+            record.outer_loss = float(levels[0].objective(base, batches[chain[0]]))
         self._apply_gradients(chain[:-1], grads, record, "nested hypergradient")
         inner_only = Phase(name=phase.name, outer=[], inner=[chain[-1]], inner_steps=max(phase.inner_steps, 1))
         self._inner_updates(inner_only, record, first_batch=batches[chain[-1]])

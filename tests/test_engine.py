@@ -266,3 +266,38 @@ def test_reusing_the_solvers_inner_gradient_saves_a_pass_and_matches_when_outer_
     assert calls_plain - calls_reuse == 5  # one objective evaluation (forward + backward) saved per step
     c, _ = run(True, 0.5)
     assert not torch.equal(a, c)
+
+
+def test_nested_phase_uses_the_exact_nested_hypergradient():
+    torch.manual_seed(0)
+    dt = torch.float64
+    a = {"x": torch.randn(2, dtype=dt)}
+    b = {"y": torch.randn(3, dtype=dt)}
+    c = {"z": torch.randn(3, dtype=dt)}
+    A = torch.randn(3, 2, dtype=dt)
+
+    def f_top(P, _):
+        return ((P["c"]["z"] - 1) ** 2).sum() + (P["b"]["y"] ** 2).sum() + 0.1 * (P["a"]["x"] ** 4).sum()
+
+    def f_mid(P, _):
+        return ((P["b"]["y"] - A @ P["a"]["x"]) ** 2).sum() + 0.5 * ((P["c"]["z"] + P["b"]["y"]) ** 2).sum()
+
+    def f_low(P, _):
+        return ((P["c"]["z"] - torch.tanh(P["b"]["y"])) ** 2).sum() + 0.1 * (P["c"]["z"] ** 4).sum()
+
+    problem = hl.Problem([hl.Level("a", a, f_top, hl.sgd(0.1)), hl.Level("b", b, f_mid, hl.sgd(0.1)),
+                          hl.Level("c", c, f_low, hl.sgd(0.1))])
+    as_args = lambda f, names: (lambda *ps: f(dict(zip(names, ps)), None))  # noqa: E731
+    names = ["a", "b", "c"]
+    solver = hl.solvers.ConjugateGradient(50)
+    expected_a = hl.nested_hypergradient([as_args(f, names) for f in (f_top, f_mid, f_low)],
+                                         [{k: v.detach().clone() for k, v in p.items()} for p in (a, b, c)],
+                                         solver=solver)
+    expected_b = hl.nested_hypergradient(
+        [lambda y, z: f_mid({"a": a, "b": y, "c": z}, None), lambda y, z: f_low({"a": a, "b": y, "c": z}, None)],
+        [{k: v.detach().clone() for k, v in p.items()} for p in (b, c)], solver=solver)
+    x0, y0 = a["x"].detach().clone(), b["y"].detach().clone()
+    phase = hl.Phase("nested", outer=["a"], inner=["b", "c"], solver=solver, nested=True, max_steps=1)
+    hl.Engine(problem, [phase]).run()
+    torch.testing.assert_close(a["x"].detach(), x0 - 0.1 * expected_a["x"])
+    torch.testing.assert_close(b["y"].detach(), y0 - 0.1 * expected_b["y"])
