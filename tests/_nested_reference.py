@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 
-def _grad_jac(g_fn, x):
-    """g(x) (kept in the graph) and its dense Jacobian (also in the graph, for differentiable Newton steps)."""
+def _grad_jac(g_fn, x, create_graph=True):
+    """g(x) (kept in the graph) and its dense Jacobian (in the graph too when differentiable steps need it)."""
     g = g_fn(x)
-    rows = [torch.autograd.grad(g[i], x, retain_graph=True, create_graph=True)[0] for i in range(x.numel())]
+    rows = [
+        torch.autograd.grad(g[i], x, retain_graph=True, create_graph=create_graph)[0] for i in range(x.numel())
+    ]
     return g, torch.stack(rows)
 
 
@@ -25,37 +27,50 @@ def _leaf(x):
     return x if x.requires_grad else x.detach().requires_grad_()
 
 
-def _newton(g_fn, x0, diff_steps, what):
+def _steps_for(order):
+    """Differentiable Newton steps from a converged point: s steps are exact to order 2**s - 1."""
+    s = 0
+    while 2**s - 1 < order:
+        s += 1
+    return s
+
+
+def _newton(g_fn, x0, order, converge, what):
     x = x0.detach().clone()
-    for _ in range(100):
-        xl = x.detach().requires_grad_()
-        g, jac = _grad_jac(g_fn, xl)
-        step = torch.linalg.solve(jac.detach(), g.detach())
-        x = x - step
-        if step.norm() <= 1e-15 * (1 + x.norm()):
-            break
-    else:  # pragma: no cover - a reference that does not converge must not be trusted
-        raise RuntimeError(f"reference Newton did not converge at {what}")
-    for _ in range(diff_steps):
+    if converge:
+        for _ in range(100):
+            xl = x.detach().requires_grad_()
+            g, jac = _grad_jac(g_fn, xl, create_graph=False)
+            step = torch.linalg.solve(jac, g.detach())
+            x = x - step
+            if step.norm() <= 1e-15 * (1 + x.norm()):
+                break
+        else:  # pragma: no cover - a reference that does not converge must not be trusted
+            raise RuntimeError(f"reference Newton did not converge at {what}")
+    for _ in range(_steps_for(order)):
         xi = _leaf(x)
         g, jac = _grad_jac(g_fn, xi)
         x = xi - torch.linalg.solve(jac, g)
     return x
 
 
-def respond(f, guess, k, upper, mode="nested", diff_steps=2):
-    """Responses ``[x_k, ..., x_{N-1}]`` to ``upper = [x_0..x_{k-1}]``, differentiable with respect to ``upper``.
+def respond(f, guess, k, upper, mode="nested", order=1, converge=True):
+    """Responses ``[x_k, ..., x_{N-1}]`` to ``upper = [x_0..x_{k-1}]``, differentiable with respect to ``upper``
+    with exact derivatives up to ``order``.
 
     mode "nested": level k is stationary for its reduced objective (total derivative through the lower responses);
     mode "partial": level k is stationary for the partial derivative in its own slot (the lower levels' response
     is ignored when level k chooses, though it still moves with x_k): the wrong, Nash-like nesting.
+    ``converge=False`` trusts ``guess`` to be converged already (the reference gradient at the given point).
     """
     n = len(f)
     if k == n:
         return []
+    # Gamma_k to order m and its Jacobian's value need the lower responses to order max(m + 1, 2)
+    lower_order = max(order + 1, 2)
 
     def g_fn(x):
-        lower = respond(f, guess, k + 1, [*upper, x], mode, diff_steps)
+        lower = respond(f, guess, k + 1, [*upper, x], mode, lower_order, converge)
         if mode == "nested":
             value = f[k](*upper, x, *lower)
             return torch.autograd.grad(value, x, create_graph=True)[0]
@@ -63,27 +78,28 @@ def respond(f, guess, k, upper, mode="nested", diff_steps=2):
         value = f[k](*upper, y, *lower)
         return torch.autograd.grad(value, y, create_graph=True)[0]
 
-    x = _newton(g_fn, guess[k], diff_steps, f"level {k}")
-    return [x, *respond(f, guess, k + 1, [*upper, x], mode, diff_steps)]
+    x = _newton(g_fn, guess[k], order, converge, f"level {k}")
+    return [x, *respond(f, guess, k + 1, [*upper, x], mode, order, converge)]
 
 
-def equilibrium(f, x0, guess, mode="nested", diff_steps=2):
+def equilibrium(f, x0, guess, mode="nested"):
     """The converged responses of levels 1..N-1 to the top point ``x0`` (detached)."""
-    return [r.detach() for r in respond(f, guess, 1, [x0.detach()], mode, diff_steps)]
+    with torch.enable_grad():
+        return [r.detach() for r in respond(f, guess, 1, [x0.detach()], mode, order=0)]
 
 
-def total_gradient(f, x0, guess, mode="nested", diff_steps=2):
-    """d/dx0 f[0](x0, x1*(x0), ...) by autograd through differentiable Newton steps."""
+def total_gradient(f, x0, guess, mode="nested", converge=False):
+    """d/dx0 f[0](x0, x1*(x0), ...) by autograd through differentiable Newton steps (``guess``: converged)."""
     x = x0.detach().requires_grad_()
-    value = f[0](x, *respond(f, guess, 1, [x], mode, diff_steps))
+    value = f[0](x, *respond(f, guess, 1, [x], mode, order=1, converge=converge))
     return torch.autograd.grad(value, x)[0]
 
 
-def hyperobjective(f, x0, guess, mode="nested", diff_steps=2):
-    """f[0] at the fully re-solved responses (the lower levels stay differentiable: their reduced objectives
-    need the derivatives of the responses below them)."""
+def hyperobjective(f, x0, guess, mode="nested"):
+    """f[0] at the fully re-solved responses (the levels below the top stay differentiable: their reduced
+    objectives need the derivatives of the responses below them)."""
     with torch.enable_grad():
-        lower = respond(f, guess, 1, [x0.detach()], mode, diff_steps)
+        lower = respond(f, guess, 1, [x0.detach()], mode, order=0)
         return f[0](x0.detach(), *[r.detach() for r in lower]).detach()
 
 
