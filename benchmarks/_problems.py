@@ -22,6 +22,7 @@ Every problem is float64 and seeded. It exposes
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -270,10 +271,15 @@ class Logistic(Problem):
 # ----------------------------------------------------------------------------------------------------------------
 # 3. data hyper-cleaning on scikit-learn's digits
 # ----------------------------------------------------------------------------------------------------------------
-def _digits(seed: int):
+@functools.lru_cache(maxsize=1)
+def _load_digits():
     from sklearn.datasets import load_digits
 
-    X, y = load_digits(return_X_y=True)
+    return load_digits(return_X_y=True)
+
+
+def _digits(seed: int):
+    X, y = _load_digits()
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(y))
     X = torch.tensor(X[perm] / 16.0, dtype=DT)
@@ -352,13 +358,24 @@ class HyperCleaning(Problem):
     def solve_inner(self, u):
         d = self.X.shape[1]
         W = torch.zeros(d, 10, dtype=DT)
+        obj = self._objective(u, W)
         for _ in range(100):
             G = self._grad(u, W)
             if float(torch.linalg.vector_norm(G)) < 1e-12:
                 break
-            step = torch.linalg.solve(self.hessian(u, W), self._flat(G))
-            W = W - self._unflat(step, d)
+            step = self._unflat(torch.linalg.solve(self.hessian(u, W), self._flat(G)), d)
+            t = 1.0  # damped Newton: backtrack until the objective decreases (Armijo)
+            while t > 1e-8:
+                W_new = W - t * step
+                obj_new = self._objective(u, W_new)
+                if obj_new <= obj - 1e-4 * t * float((G * step).sum()):
+                    break
+                t *= 0.5
+            W, obj = W_new, obj_new
         return W
+
+    def _objective(self, u, W):
+        return float(self.inner_loss({"u": u}, {"W": W}))
 
     def outer_loss(self, o, w):
         return nnf.cross_entropy(self.Xv @ w["W"], self.yv)

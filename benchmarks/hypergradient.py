@@ -1,0 +1,179 @@
+"""Accuracy and cost of each hyperlevel solver on ridge problems with 100, 1 000 and 10 000 inner parameters.
+
+Usage: ``python benchmarks/hypergradient.py [--quick] --out DIR`` writes DIR/hypergradient.csv, .md and .png.
+
+Problem (benchmarks/_problems.py, ``Ridge``): one penalty per feature, validation MSE, float64, seed 0. The number
+of training samples is n = 200 for p = 100 and n = 1 000 for p = 1 000 and p = 10 000 (the closed form then uses the
+Woodbury identity, an n x n solve, so the reference at p = 10 000 takes about a second; one Hessian-vector product
+costs ~4 n p flops). Validation set: as many samples as training.
+
+Settings: ConjugateGradient(50, tol=1e-10), Neumann(100, alpha=1/L), FiniteDifference(inner_lr=1/L, epsilon=0.01),
+Unrolled(100, inner_lr=1/L), FirstOrder(), with L the largest Hessian eigenvalue (power iteration, +1%).
+
+Columns: ``rel_error_ift`` against the closed-form implicit hypergradient; ``rel_error_target`` against the exact
+quantity the solver approximates (``target``: ``ift`` for the implicit solvers, ``one_step`` for FiniteDifference
+(autograd through one step), ``unrolled_100`` (autograd through the same 100 steps) for Unrolled);
+``ms_median``: median wall time of one ``hyperlevel.hypergradient`` call after a warm-up, solvers timed round-robin,
+one torch thread; ``peak_mb``: growth of ru_maxrss during one call in a fresh process (see benchmarks/peers.py);
+``iterations`` / ``residual``: from ``return_info=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _problems import Ridge, rel_error  # noqa: E402
+from peers import (  # noqa: E402
+    CG_ITERS,
+    CG_TOL,
+    FD_EPSILON,
+    NEUMANN_ITERS,
+    markdown_table,
+    measure_memory,
+    write_csv,
+)
+
+import hyperlevel  # noqa: E402
+from hyperlevel import solvers  # noqa: E402
+
+SIZES = (100, 1000, 10000)
+METHODS = ("cg", "neumann", "finite_difference", "unrolled", "first_order")
+COLUMNS = ["solver", "method", "size", "n_samples", "rel_error_ift", "rel_error_target", "target", "ms_median",
+           "peak_mb", "iterations", "residual", "repeats"]
+
+
+def make_solver(method: str, P: Ridge):
+    return {
+        "cg": lambda: solvers.ConjugateGradient(iterations=CG_ITERS, tol=CG_TOL, on_nonconvergence="ignore"),
+        "neumann": lambda: solvers.Neumann(iterations=NEUMANN_ITERS, alpha=P.neumann_alpha, tol=CG_TOL,
+                                           on_nonconvergence="ignore"),
+        "finite_difference": lambda: solvers.FiniteDifference(inner_lr=P.inner_lr, epsilon=FD_EPSILON),
+        "unrolled": lambda: solvers.Unrolled(steps=P.unroll_steps, inner_lr=P.inner_lr),
+        "first_order": lambda: solvers.FirstOrder(),
+    }[method]()
+
+
+def run_size(p: int, repeats: int, budget: float, memory: bool, jobs: int) -> list[dict]:
+    P = Ridge(n_features=p)
+    ift = P.reference("cg")[1]
+    rows, runs = [], []
+    for method in METHODS:
+        solver = make_solver(method, P)
+        target, ref = P.reference(method)
+
+        point = P.point(method)
+
+        def run(solver=solver, point=point):
+            return hyperlevel.hypergradient(P.outer_loss, P.inner_loss, P.outer, point, solver=solver,
+                                            return_info=True)
+
+        g, info = run()
+        row = {"solver": repr(solver), "method": method, "size": p, "n_samples": P.n, "target": target,
+               "rel_error_ift": rel_error(g, ift), "rel_error_target": rel_error(g, ref),
+               "iterations": info.iterations, "residual": f"{info.residual:.1e}"}
+        rows.append(row)
+        runs.append((row, run, []))
+    start = time.perf_counter()
+    for r in range(repeats):
+        for _row, run, times in runs:
+            if r >= 3 and sum(times) > budget:
+                continue
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        if r >= 2 and time.perf_counter() - start > budget * len(runs):
+            break
+    for row, _, times in runs:
+        row["ms_median"] = 1e3 * statistics.median(times)
+        row["repeats"] = len(times)
+    if memory:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "problem.pt")
+            torch.save(P.without_cache(), path)
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                res = list(pool.map(lambda m: measure_memory("hyperlevel", m, path), METHODS))
+            for row, r in zip(rows, res):
+                row["peak_mb"] = r["peak_mb"] if isinstance(r, dict) else None
+                if not isinstance(r, dict):
+                    print(f"  memory {row['method']}: {r}", file=sys.stderr)
+    return rows
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {100: "o", 1000: "s", 10000: "D"}
+    colors = {"cg": "C0", "neumann": "C1", "finite_difference": "C2", "unrolled": "C3", "first_order": "C4"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, col, title in ((axes[0], "rel_error_ift", "error vs closed-form implicit hypergradient"),
+                           (axes[1], "rel_error_target", "error vs the exact quantity each approximates")):
+        for r in rows:
+            ax.scatter(r["ms_median"], max(r[col], 1e-17), marker=markers[r["size"]], color=colors[r["method"]],
+                       s=55, edgecolors="k", linewidths=0.5)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("median ms per hypergradient")
+        ax.set_ylabel("relative error")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker=m, ls="", color="gray", label=f"p={s}") for s, m in markers.items()]
+    handles += [Line2D([], [], marker="o", ls="", color=c, label=m) for m, c in colors.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=8, fontsize=8)
+    fig.suptitle("hyperlevel solvers on ridge regression (float64)")
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="5 timed calls per solver instead of 20")
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--budget", type=float, default=None, help="seconds of timing per solver and size")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    repeats = args.repeats or (5 if args.quick else 20)
+    budget = args.budget or (5.0 if args.quick else 30.0)
+    rows = []
+    t0 = time.perf_counter()
+    for p in [int(s) for s in args.sizes.split(",")]:
+        t1 = time.perf_counter()
+        rows += run_size(p, repeats, budget, not args.no_memory, args.jobs)
+        print(f"p={p}: {time.perf_counter() - t1:.0f} s", flush=True)
+    table = markdown_table(rows, COLUMNS)
+    print(table)
+    write_csv(rows, out / "hypergradient.csv", COLUMNS)
+    (out / "hypergradient.md").write_text(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64, ridge (benchmarks/_problems.py)"
+        f"\n\n{table}\n")
+    plot(rows, out / "hypergradient.png")
+    print(f"wrote {out}/hypergradient.csv, .md, .png in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
