@@ -6,7 +6,8 @@ A checkpoint is a ``dict`` with at least
 - ``"model"``: the model's state dict (trainable parameters and buffers) WITHOUT the frozen semantic encoder,
   whose weights come from the SAM checkpoint path stored in the config.
 
-Other code (the trainer) may store larger dicts holding these two keys; ``load_model`` accepts any of them. Files
+Other code may store larger dicts holding these two keys, at the top level or under ``"extra"`` (the
+trainer's hyperlevel engine checkpoints, ``checkpoints/last.pt``); ``load_model`` accepts any of them. Files
 are written atomically (temporary file in the same directory, then ``os.replace``) and read with
 ``torch.load(..., weights_only=True)``.
 """
@@ -64,8 +65,9 @@ def save_model(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] 
 
 
 def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model stored in ``path`` (any dict with ``model_config`` and ``model``); return
-    ``(model, config)``. The model is in eval mode."""
+    """Rebuild the model stored in ``path`` (any dict with ``model_config`` and ``model``, at the top level or
+    under ``"extra"`` as in the trainer's engine checkpoints); return ``(model, config)``. The model is in eval
+    mode."""
     from .model import build_model
 
     path = os.fspath(path)
@@ -75,6 +77,8 @@ def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.M
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"cannot read checkpoint {path!r}: {exc}") from exc
+    if isinstance(ckpt, dict) and "model_config" not in ckpt and isinstance(ckpt.get("extra"), dict):
+        ckpt = ckpt["extra"]  # a hyperlevel engine checkpoint: the trainer stores the model under "extra"
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model" not in ckpt:
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path!r} is not a TriCo checkpoint (needs 'model_config' and 'model'; has {keys})")

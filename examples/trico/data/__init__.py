@@ -3,13 +3,13 @@
 from .common import SampleKey, augment_pair, sample_generator, split_key
 from .embedded import TEST_IMAGES, TRAIN_IMAGES, FixedPairs, embedded_dataset, load_skimage_photo
 from .rellisur import Rellisur, RellisurError, parse_lllr_name
-from .splits import BatchIterator, IndexedSubset, collate_samples, split_upper_lower
+from .splits import IndexedSubset, collate_samples, split_upper_lower
 from .synthetic import DegradationParams, SyntheticPairs, degrade, downscale, list_images
 
 __all__ = [
     "SampleKey", "augment_pair", "sample_generator", "split_key",
     "TEST_IMAGES", "TRAIN_IMAGES", "FixedPairs", "embedded_dataset", "load_skimage_photo",
     "Rellisur", "RellisurError", "parse_lllr_name",
-    "BatchIterator", "IndexedSubset", "collate_samples", "split_upper_lower",
+    "IndexedSubset", "collate_samples", "split_upper_lower",
     "DegradationParams", "SyntheticPairs", "degrade", "downscale", "list_images",
 ]

@@ -1,0 +1,386 @@
+"""Typed configuration of ``python -m examples.trico train`` (YAML, validated on load).
+
+A config file is YAML read with ``yaml.safe_load`` (never ``eval``); its mapping is converted into the
+dataclasses below. Unknown keys, wrong types and bad values raise :class:`ConfigError` naming the full dotted key
+(``train.s1.max_steps: expected int, got str 'ten'``). ``--set key=value`` overrides are applied to the raw
+mapping before validation; their values are parsed as YAML scalars (``--set train.lr.gamma_u=1e-3``).
+
+See ``docs/trico.md`` for the meaning of every key; ``configs/demo.yaml`` is the shortest complete example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = ["ConfigError", "TrainConfig", "ModelConfig", "DataConfig", "LossConfig", "SolverConfig", "PhaseConfig",
+           "LearningRates", "SchedulerConfig", "AlgorithmConfig", "LogConfig", "EvalConfig", "load_config",
+           "config_from_dict", "config_to_dict", "apply_overrides", "CONFIG_DIR", "SOLVER_PARAMS"]
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+@dataclass
+class ModelConfig:
+    """``build_model`` arguments. ``widths`` overrides ``examples.trico.model.DEFAULT_WIDTHS`` entries."""
+
+    scale: int = 2
+    semantic: Literal["none", "sam_vit_b", "sam_vit_l", "sam_vit_h"] = "none"
+    checkpoint: str | None = None
+    widths: dict[str, Any] = field(default_factory=dict)
+    ihem: bool = True
+
+    def validate(self, key: str) -> None:
+        if self.scale not in (1, 2, 4):
+            raise ConfigError(f"{key}.scale: must be 1, 2 or 4, got {self.scale}")
+        from .model import DEFAULT_WIDTHS
+
+        unknown = sorted(set(self.widths) - set(DEFAULT_WIDTHS))
+        if unknown:
+            raise ConfigError(f"{key}.widths: unknown key(s) {unknown}; known: {sorted(DEFAULT_WIDTHS)}")
+        if not self.ihem:
+            raise ConfigError(
+                f"{key}.ihem: false (the 'w/o IHEM' ablation) is not supported by this model yet: build_model "
+                "has no switch to remove IHEM")
+
+
+@dataclass
+class DataConfig:
+    """Training data. ``source``: ``embedded`` (skimage photos, degraded on the fly), ``folder`` (normal-light
+    photos under ``root``, degraded on the fly) or ``rellisur`` (the RELLISUR data set under ``root``)."""
+
+    source: Literal["embedded", "folder", "rellisur"] = "embedded"
+    root: str | None = None
+    crop: int = 48
+    batch_size: int = 4
+    split_ratio: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    split_seed: int = 0
+    samples_per_epoch: int = 240
+    ev_range: list[float] = field(default_factory=lambda: [2.5, 4.5])
+    exposures: list[float] | None = None
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        if self.source in ("folder", "rellisur") and not self.root:
+            raise ConfigError(f"{key}.root: required when {key}.source is {self.source!r}")
+        for name in ("crop", "batch_size", "samples_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{key}.{name}: must be >= 1, got {getattr(self, name)}")
+        if len(self.split_ratio) != 2 or min(self.split_ratio) <= 0:
+            raise ConfigError(f"{key}.split_ratio: two positive numbers (upper, lower), got {self.split_ratio}")
+        if len(self.ev_range) != 2 or not 0 <= self.ev_range[0] <= self.ev_range[1]:
+            raise ConfigError(f"{key}.ev_range: [lo, hi] with 0 <= lo <= hi, got {self.ev_range}")
+
+
+@dataclass
+class LossConfig:
+    """Candidate losses. ``vgg_weights``: torchvision's vgg19-dcbb9e9d.pth (none: env TRICO_VGG19_WEIGHTS or
+    torch's hub cache). ``allow_random_init``: accept a randomly initialised VGG19 (smoke tests, the demo)."""
+
+    vgg_weights: str | None = None
+    allow_random_init: bool = False
+    ssim_kernel_size: int = 11
+    ssim_sigma: float = 1.5
+    weights_init: float = 1.0
+
+    def validate(self, key: str) -> None:
+        if self.ssim_kernel_size < 3 or self.ssim_kernel_size % 2 == 0:
+            raise ConfigError(f"{key}.ssim_kernel_size: odd and >= 3, got {self.ssim_kernel_size}")
+        if not self.weights_init > 0:
+            raise ConfigError(f"{key}.weights_init: must be positive, got {self.weights_init}")
+
+
+#: accepted parameters per solver name (besides ``name``); ``inner_lr`` of finite_difference/unrolled
+#: defaults to the phase's inner learning rate (gamma_l in S1, o_l in S2).
+SOLVER_PARAMS: dict[str, tuple[str, ...]] = {
+    "finite_difference": ("inner_lr", "epsilon"),
+    "cg": ("iterations", "tol", "on_nonconvergence", "warm_start"),
+    "neumann": ("iterations", "alpha", "tol", "on_nonconvergence"),
+    "unrolled": ("steps", "inner_lr", "truncate"),
+    "first_order": (),
+}
+
+
+@dataclass
+class SolverConfig:
+    """Hypergradient solver of the bilevel phases: a ``name`` and that solver's parameters."""
+
+    name: Literal["finite_difference", "cg", "neumann", "unrolled", "first_order"] = "finite_difference"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, key: str) -> None:
+        allowed = SOLVER_PARAMS[self.name]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{key}.params: unknown key(s) {unknown} for solver {self.name!r}; "
+                              f"allowed: {list(allowed)}")
+
+
+@dataclass
+class PhaseConfig:
+    """One phase: at most ``max_steps`` outer steps, ``inner_steps`` inner steps each. S1 also stops once the
+    loss weights converge: relative change ``<= converge_tol`` over ``converge_window`` steps."""
+
+    max_steps: int = 1000
+    inner_steps: int = 1
+    converge_tol: float | None = None
+    converge_window: int = 100
+
+    def validate(self, key: str) -> None:
+        if self.max_steps < 1 or self.inner_steps < 1 or self.converge_window < 1:
+            raise ConfigError(f"{key}: max_steps, inner_steps and converge_window must be >= 1")
+        if self.converge_tol is not None and not self.converge_tol > 0:
+            raise ConfigError(f"{key}.converge_tol: must be positive or null, got {self.converge_tol}")
+
+
+@dataclass
+class LearningRates:
+    """Alg. 1's learning rates: S1 ``gamma_u`` (weights), ``gamma_l`` (w_i and w_s); S2 ``o_u`` (w_i),
+    ``o_l`` (w_s)."""
+
+    gamma_u: float = 1e-4
+    gamma_l: float = 2e-4
+    o_u: float = 1e-4
+    o_l: float = 1e-4
+
+    def validate(self, key: str) -> None:
+        for k, v in dataclasses.asdict(self).items():
+            if not v > 0:
+                raise ConfigError(f"{key}.{k}: must be positive, got {v}")
+
+
+@dataclass
+class SchedulerConfig:
+    """Cosine annealing with warm restarts (per level, stepped every phase step); ``enabled: false`` = constant."""
+
+    enabled: bool = True
+    period: int = 10000
+    period_mult: int = 1
+    eta_min: float = 1e-7
+
+    def validate(self, key: str) -> None:
+        if self.period < 1 or self.period_mult < 1 or self.eta_min < 0:
+            raise ConfigError(f"{key}: period >= 1, period_mult >= 1 and eta_min >= 0 required")
+
+
+@dataclass
+class AlgorithmConfig:
+    """``variant``: ``trico`` (S1 then S2), ``naive`` (fixed equal weights, w_i and w_s trained jointly as one
+    level on all training data), ``no_s1`` (weights stay at init; S2 only), ``no_s2`` (S1, then joint training
+    of w_i and w_s with the frozen weights). Ablations keep the total number of steps (docs/trico.md)."""
+
+    variant: Literal["trico", "naive", "no_s1", "no_s2"] = "trico"
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    s1: PhaseConfig = field(default_factory=lambda: PhaseConfig(max_steps=100000, converge_tol=1e-3,
+                                                                converge_window=1000))
+    s2: PhaseConfig = field(default_factory=lambda: PhaseConfig(max_steps=50000))
+    lr: LearningRates = field(default_factory=LearningRates)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    on_nonfinite: Literal["raise", "skip"] = "raise"
+
+    def validate(self, key: str) -> None:
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"{key}.betas: two numbers in [0, 1), got {self.betas}")
+
+
+@dataclass
+class LogConfig:
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 0
+    log_every: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+
+    def validate(self, key: str) -> None:
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 0 or self.log_every < 1:
+            raise ConfigError(f"{key}: checkpoint_every >= 0, keep_checkpoints >= 0, log_every >= 1 required")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation after training (``evaluate``'s data spec: ``embedded``, ``rellisur:/path``, ``folder:/path``)."""
+
+    data: str = "embedded"
+    split: str = "test"
+    centre_crop: int | None = None
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lpips", "rmse", "fsim"])
+
+    def validate(self, key: str) -> None:
+        from .metrics import ALL_METRICS
+
+        bad = [m for m in self.metrics if m not in ALL_METRICS]
+        if bad:
+            raise ConfigError(f"{key}.metrics: unknown metric(s) {bad}; choose from {list(ALL_METRICS)}")
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration (top level of the YAML file)."""
+
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    threads: int | None = None
+
+
+# ------------------------------------------------------------------------------------------------ conversion
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{key}: may not be null")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {_type_name(tp)}, got "
+                          f"{type(value).__name__} {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if value is None:
+        raise ConfigError(f"{key}: may not be null (expected {_type_name(tp)})")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected bool (true/false), got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected int, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads 1e-4 as a string; accept numeric literals
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected float, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected str, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")  # pragma: no cover - schema bug
+
+
+def _from_dict(cls: type, data: Any, key: str) -> Any:
+    where = key or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        prefix = f"{key}." if key else ""
+        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+                          + f"; known keys{' of ' + key if key else ''}: {names}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], f"{key}.{name}" if key else name)
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate(key or "config")
+    return obj
+
+
+def config_from_dict(data: Any) -> TrainConfig:
+    """Validate a plain mapping (as ``yaml.safe_load`` returns it) into a :class:`TrainConfig`."""
+    return _from_dict(TrainConfig, data, "")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The plain-dict form (YAML/checkpoint friendly) of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings to a raw config mapping (values parsed as YAML; keys validated later)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: malformed key {key!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: cannot parse value {text!r}: {err}") from err
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").is_file():
+        path = CONFIG_DIR / f"{path}.yaml"  # "demo" -> configs/demo.yaml
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return config_from_dict(apply_overrides(data, overrides))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
