@@ -1,6 +1,6 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import solvers
+from . import distributed, solvers, testing
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -46,9 +46,11 @@ __all__ = [
     "TensorBoardLogger",
     "adam",
     "cosine_restarts",
+    "distributed",
     "hypergradient",
     "nested_hypergradient",
     "prefixed",
     "sgd",
     "solvers",
+    "testing",
 ]

@@ -252,3 +252,20 @@ def test_budget_with_sam_vit_b_branch():
         with FlopCounterMode(display=False) as enc:
             model.semantic(v)
     assert (total.get_total_flops() - enc.get_total_flops()) / 2e9 <= 21.0
+
+
+def test_without_ihem_ablation_has_no_modulators_and_keeps_shapes():
+    import examples.trico as trico
+
+    torch.manual_seed(0)
+    small = dict(ir_width=4, fr_widths=[8, 8, 8], enc_blocks=[1, 1, 1], dec_blocks=[0, 0, 0], refine_blocks=1,
+                 hr_blocks=0, heads=[1, 1, 1])
+    with_ihem = trico.build_model(scale=2, **small)
+    without = trico.build_model(scale=2, ihem=False, **small)
+    assert not any("ihem" in n for n, _ in without.named_parameters())
+    assert sum(p.numel() for p in without.parameters()) < sum(p.numel() for p in with_ihem.parameters())
+    x = torch.rand(1, 3, 12, 16)
+    assert without(x).y.shape == (1, 3, 24, 32)
+    assert without.config["ihem"] is False
+    rebuilt = trico.build_model(**without.config)
+    assert not any("ihem" in n for n, _ in rebuilt.named_parameters())

@@ -49,10 +49,8 @@ class ModelConfig:
         unknown = sorted(set(self.widths) - set(DEFAULT_WIDTHS))
         if unknown:
             raise ConfigError(f"{key}.widths: unknown key(s) {unknown}; known: {sorted(DEFAULT_WIDTHS)}")
-        if not self.ihem:
-            raise ConfigError(
-                f"{key}.ihem: false (the 'w/o IHEM' ablation) is not supported by this model yet: build_model "
-                "has no switch to remove IHEM")
+        if "ihem" in self.widths:
+            raise ConfigError(f"{key}.widths.ihem: set {key}.ihem instead")
 
 
 @dataclass

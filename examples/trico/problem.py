@@ -135,7 +135,7 @@ def build_setup(config: TrainConfig, model: torch.nn.Module | None = None, losse
     if model is None:
         torch.manual_seed(config.seed)
         m = config.model
-        model = build_model(scale=m.scale, semantic=m.semantic, checkpoint=m.checkpoint, **m.widths)
+        model = build_model(scale=m.scale, semantic=m.semantic, checkpoint=m.checkpoint, ihem=m.ihem, **m.widths)
     model = model.to(device)
     if losses is None:
         losses = CandidateLosses(vgg_weights=config.losses.vgg_weights,

@@ -41,6 +41,7 @@ DEFAULT_WIDTHS: dict[str, Any] = {
     "alpha_channels": 3,
     "upsampler": "a2u",
     "encoder_size": 1024,
+    "ihem": True,
 }
 SEMANTIC_PREFIX = "semantic."
 
@@ -91,6 +92,7 @@ class TriCo(nn.Module):
             heads=cfg["heads"],
             ffn_expansion=cfg["ffn_expansion"],
             upsampler=cfg["upsampler"],
+            ihem=bool(cfg["ihem"]),
         )
 
     # ----------------------------------------------------------------------------------------------- params

@@ -26,6 +26,13 @@ def _blocks(channels: int, n: int) -> nn.Sequential:
     return nn.Sequential(*[ResBlock(channels) for _ in range(n)])
 
 
+class NoModulation(nn.Module):
+    """Stands in for an IHEM in the "w/o IHEM" ablation: the reflectance feature passes unchanged."""
+
+    def forward(self, f_r: torch.Tensor, f_i: torch.Tensor, f_s: torch.Tensor | None = None) -> torch.Tensor:
+        return f_r
+
+
 class RefinementNetwork(nn.Module):
     """``N_fr`` + IHEM + upsampler. Input height and width must be multiples of 4.
 
@@ -41,6 +48,8 @@ class RefinementNetwork(nn.Module):
         heads: attention heads of the IHEMs per decoder level (1/4, 1/2, 1).
         ffn_expansion: hidden-width factor of the gated FFNs.
         upsampler: ``"a2u"`` or ``"pixelshuffle"``.
+        ihem: ``False`` removes the three IHEMs (the paper's "w/o IHEM" ablation, Table 3): the decoder is then
+            a plain U-Net decoder that sees neither the illumination nor the semantic features.
     """
 
     def __init__(
@@ -56,6 +65,7 @@ class RefinementNetwork(nn.Module):
         heads: Sequence[int] = (4, 2, 1),
         ffn_expansion: float = 2.0,
         upsampler: str = "a2u",
+        ihem: bool = True,
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -68,15 +78,18 @@ class RefinementNetwork(nn.Module):
         self.down2 = Downsample(c2, c3)
         self.enc3 = _blocks(c3, enc_blocks[2])
         self.dec3 = _blocks(c3, dec_blocks[0])
-        self.ihem3 = IHEM(c3, illumination_channels[0], sem[0], heads[0], ffn_expansion)
+        self.ihem3 = (IHEM(c3, illumination_channels[0], sem[0], heads[0], ffn_expansion)
+                      if ihem else NoModulation())
         self.up2 = Upsample(c3, c2)
         self.fuse2 = nn.Conv2d(2 * c2, c2, 1)
         self.dec2 = _blocks(c2, dec_blocks[1])
-        self.ihem2 = IHEM(c2, illumination_channels[1], sem[1], heads[1], ffn_expansion)
+        self.ihem2 = (IHEM(c2, illumination_channels[1], sem[1], heads[1], ffn_expansion)
+                      if ihem else NoModulation())
         self.up1 = Upsample(c2, c1)
         self.fuse1 = nn.Conv2d(2 * c1, c1, 1)
         self.dec1 = _blocks(c1, dec_blocks[2])
-        self.ihem1 = IHEM(c1, illumination_channels[2], sem[2], heads[2], ffn_expansion)
+        self.ihem1 = (IHEM(c1, illumination_channels[2], sem[2], heads[2], ffn_expansion)
+                      if ihem else NoModulation())
         self.refine = _blocks(c1, refine_blocks)
         self.upsample = build_upsampler(upsampler, c1, scale)
         self.hr = _blocks(c1, hr_blocks)
