@@ -60,8 +60,10 @@ def conjugate_gradient(
         r = b - matvec(x)
         matvecs += 1
     p = r.clone()
-    rs = torch.dot(r, r)
-    threshold = (tol * b_norm) ** 2
+    # Scalars live on the host as Python floats: one synchronisation per inner product, and the vector updates
+    # are in-place axpys, which on small problems is where the time goes (per-call overhead, not arithmetic).
+    rs = float(torch.dot(r, r))
+    threshold = (tol * float(b_norm)) ** 2
     message = ""
     k = 0
     for k in range(1, iterations + 1):  # noqa: B007 - k is reported after the loop
@@ -70,27 +72,27 @@ def conjugate_gradient(
             break
         hp = matvec(p)
         matvecs += 1
-        curvature = torch.dot(p, hp)
-        if not _finite(curvature):
+        curvature = float(torch.dot(p, hp))
+        if not math.isfinite(curvature):
             raise SolverDivergedError(
                 f"{solver_name}: the Hessian-vector product became NaN/Inf at iteration {k}; "
                 "the inner loss is not twice differentiable at the given point or overflows"
             )
         if curvature <= 0:
             message = (
-                f"stopped at iteration {k}: non-positive curvature p^T H p = {curvature.item():.3e}; "
+                f"stopped at iteration {k}: non-positive curvature p^T H p = {curvature:.3e}; "
                 "the inner Hessian is not positive definite (is the inner point a minimum?)"
             )
             break
         alpha = rs / curvature
-        x = x + alpha * p
-        r = r - alpha * hp
-        rs_new = torch.dot(r, r)
-        p = r + (rs_new / rs) * p
+        x.add_(p, alpha=alpha)
+        r.add_(hp, alpha=-alpha)
+        rs_new = float(torch.dot(r, r))
+        p.mul_(rs_new / rs).add_(r)
         rs = rs_new
     if not _finite(x):
         raise SolverDivergedError(f"{solver_name}: the solution iterate became NaN/Inf")
-    residual = math.sqrt(max(rs.item(), 0.0)) / b_norm.item()
+    residual = math.sqrt(max(rs, 0.0)) / float(b_norm)
     converged = residual <= tol and not message
     return x, LinearSolveInfo(k, residual, converged, matvecs, message, indefinite=bool(message))
 
