@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _problems import Ridge, rel_error  # noqa: E402
+from _timing import round_robin  # noqa: E402
 from peers import (  # noqa: E402
     CG_ITERS,
     CG_TOL,
@@ -84,19 +84,10 @@ def run_size(p: int, repeats: int, budget: float, memory: bool, jobs: int) -> li
                "iterations": info.iterations, "residual": f"{info.residual:.1e}"}
         rows.append(row)
         runs.append((row, run, []))
-    start = time.perf_counter()
-    for r in range(repeats):
-        for _row, run, times in runs:
-            if r >= 3 and sum(times) > budget:
-                continue
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        if r >= 2 and time.perf_counter() - start > budget * len(runs):
-            break
-    for row, _, times in runs:
-        row["ms_median"] = 1e3 * statistics.median(times)
-        row["repeats"] = len(times)
+    timings = round_robin([run for _, run, _ in runs], repeats, budget)
+    for (row, _, _), (median, samples) in zip(runs, timings):
+        row["ms_median"] = 1e3 * median
+        row["repeats"] = samples
     if memory:
         from concurrent.futures import ThreadPoolExecutor
 

@@ -42,7 +42,6 @@ import gc
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _problems  # noqa: E402
 from _problems import Problem, make_problem, rel_error  # noqa: E402
+from _timing import round_robin  # noqa: E402
 
 CG_ITERS, CG_TOL = 50, 1e-10
 NEUMANN_ITERS = 100
@@ -412,20 +412,10 @@ def benchmark_problem(P: Problem, configs, repeats: int, budget_s: float, memory
             row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
             traceback.print_exc(limit=3, file=sys.stderr)
         rows.append(row)
-    # round-robin timing: every configuration once per round; slow ones leave after they used their budget
-    start = time.perf_counter()
-    for r in range(repeats):
-        for _row, run, times in runs:
-            if r >= 3 and sum(times) > budget_s:
-                continue
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s * len(runs) and r >= 2:
-            break
-    for row, _, times in runs:
-        row["ms_median"] = 1e3 * statistics.median(times)
-        row["repeats"] = len(times)
+    timings = round_robin([run for _, run, _ in runs], repeats, budget_s)
+    for (row, _, _), (median, samples) in zip(runs, timings):
+        row["ms_median"] = 1e3 * median
+        row["repeats"] = samples
     hl = {row["method"]: row.get("ms_median") for row in rows if row["library"] == "hyperlevel"}
     for row in rows:
         base = hl.get(row["method"])

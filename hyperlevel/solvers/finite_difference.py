@@ -46,7 +46,7 @@ class FiniteDifference(Solver):
         with torch.no_grad():
             w = flatten([p.detach() for p in inner.values()])
         g_value = evaluate(inner_loss, outer, inner, "inner_loss")
-        g = inner_gradient(lambda o, i: g_value, outer, inner, create_graph=False).detach()
+        g = flatten(inner_gradient(lambda o, i: g_value, outer, inner, create_graph=False)).detach()
         if reduce is not None:
             g = reduce(g)
         w_hat = {n: t.detach().requires_grad_() for n, t in zip(names, unflatten(w - self.inner_lr * g, shapes))}

@@ -62,7 +62,7 @@ class ImplicitSolver(Solver):
             )
         if self.warm_start:
             self._previous = x.detach()
-        mixed = torch.autograd.grad(grad_w, list(outer.values()), grad_outputs=x, allow_unused=True)
+        mixed = hessian.mixed(outer, x)
         check_outer_used(outer, direct, list(mixed))
         result = []
         for d, m, p in zip(direct, mixed, outer.values(), strict=True):

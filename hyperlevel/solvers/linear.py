@@ -121,7 +121,7 @@ def neumann_series(
     matvecs = 0
     k = 0
     for k in range(1, iterations + 1):  # noqa: B007
-        term = term - alpha * matvec(term)
+        term.add_(matvec(term), alpha=-alpha)  # term is a private buffer: in place saves two allocations
         matvecs += 1
         total.add_(term)
         # Norms force a host round trip: check convergence and divergence every few terms, not every term.
