@@ -353,7 +353,7 @@ class Engine:
                 for key, t in flat.items():
                     lv, name = key.split("/", 1)
                     params[lv][name] = t
-            return check_loss(level.objective(params, batch), what)
+            return check_loss(level.objective(params, batch), what, finite=False)
 
         return loss
 

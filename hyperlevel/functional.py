@@ -15,14 +15,15 @@ from torch import Tensor
 
 from ._flat import Params, flatten, unflatten
 from .errors import InvalidProblemError
-from .validation import check_finite_grads, check_loss, unused_names
+from .validation import check_loss, unused_names
 
 PairLoss = Callable[[Params, Params], Tensor]
 
 
 def evaluate(loss: PairLoss, outer: Params, inner: Params, what: str) -> Tensor:
-    """Call a two-argument loss and check that it is a finite scalar."""
-    return check_loss(loss(outer, inner), what)
+    """Call a two-argument loss and check that it is a scalar with a graph (finiteness is checked once, on the
+    solver's result: ``hyperlevel.hypergradient``)."""
+    return check_loss(loss(outer, inner), what, finite=False)
 
 
 def grads(
@@ -71,7 +72,6 @@ def inner_gradient(
             f"inner parameters {missing} do not influence {what}: its Hessian is singular and their best "
             "response is undefined; remove them or make the inner loss depend on them"
         )
-    check_finite_grads(list(inner), gs, what)  # type: ignore[arg-type]
     if create_graph and not any(g.requires_grad for g in gs):  # type: ignore[union-attr]
         raise InvalidProblemError(
             f"{what} is linear in the inner parameters: its Hessian is zero, so it has no minimiser to "
@@ -92,10 +92,11 @@ class HessianOperator:
         self.grad = [grad] if isinstance(grad, Tensor) else list(grad)
         self.inputs = list(inner.values())
         self.calls = 0
+        self._flat = len(self.grad) == 1 and self.grad[0].dim() == 1
 
     def split(self, v: Tensor) -> list[Tensor]:
         """``v`` as views shaped like the gradient tensors (the ``grad_outputs`` of a product)."""
-        return [v] if len(self.grad) == 1 and self.grad[0].dim() == 1 else unflatten(v, self.grad)
+        return [v] if self._flat else unflatten(v, self.grad)
 
     def __call__(self, v: Tensor) -> Tensor:
         self.calls += 1

@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from ._flat import leaves
-from .errors import InvalidProblemError
+from ._flat import flatten, leaves
+from .errors import InvalidProblemError, SolverDivergedError
 from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
 from .solvers.implicit import ConjugateGradient
-from .validation import check_params, check_same_dtype
+from .validation import check_loss, check_params, check_same_dtype
 
 
 def hypergradient(
@@ -72,23 +72,47 @@ def _hypergradient(
     for fn, what in ((outer_loss, "outer_loss"), (inner_loss, "inner_loss")):
         if not callable(fn):
             raise InvalidProblemError(f"{what} must be callable(outer_params, inner_params) -> scalar tensor")
-    check_params(outer_params, "outer_params")
-    check_params(inner_params, "inner_params")
+    check_params(outer_params, "outer_params", finite=False)
+    check_params(inner_params, "inner_params", finite=False)
     dtype = check_same_dtype([("outer_params", outer_params), ("inner_params", inner_params)])
     outer = leaves(outer_params)
     inner = leaves(inner_params)
-    with torch.enable_grad():
-        flat, info = solver.solve(outer_loss, inner_loss, outer, inner, reduce)
-    result = {}
-    for (name, ref), g in zip(outer_params.items(), flat, strict=True):
-        g = g.detach().to(dtype)
-        if not torch.isfinite(g).all():
-            from .errors import SolverDivergedError
-
-            raise SolverDivergedError(f"{info.solver}: the hypergradient for {name!r} contains NaN or Inf")
-        result[name] = g.reshape(ref.shape)
+    try:
+        with torch.enable_grad():
+            flat, info = solver.solve(outer_loss, inner_loss, outer, inner, reduce)
+    except SolverDivergedError:
+        _check_inputs_finite(outer_loss, inner_loss, outer_params, inner_params)  # a more precise culprit?
+        raise
+    # One finiteness test (one host synchronisation) for the whole result; only when it fails do we find out
+    # which input, loss or iteration was to blame.
+    if not bool(torch.isfinite(flatten([g.detach().reshape(-1) for g in flat])).all()):
+        _diagnose_nonfinite(outer_loss, inner_loss, outer_params, inner_params, flat, info)
+    result = {name: g.detach().to(dtype).reshape(ref.shape) for (name, ref), g in zip(outer_params.items(), flat)}
     report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
     return (result, info) if return_info else result
+
+
+def _check_inputs_finite(outer_loss, inner_loss, outer_params, inner_params) -> None:
+    """Raise :class:`NonFiniteError` naming a non-finite parameter or loss at the given point."""
+    check_params(outer_params, "outer_params")
+    check_params(inner_params, "inner_params")
+    with torch.enable_grad():
+        o, i = leaves(outer_params), leaves(inner_params)
+        check_loss(outer_loss(o, i), "outer_loss")
+        check_loss(inner_loss(o, i), "inner_loss")
+
+
+def _diagnose_nonfinite(outer_loss, inner_loss, outer_params, inner_params, flat, info: SolverInfo) -> None:
+    """Raise the error that names why a hypergradient came out NaN/Inf: a non-finite parameter, a non-finite
+    loss at the given point, or (both finite) the solver's own iterations."""
+    _check_inputs_finite(outer_loss, inner_loss, outer_params, inner_params)
+    bad = [n for n, g in zip(outer_params, flat) if not bool(torch.isfinite(g).all())]
+    hint = (" (for Unrolled and FiniteDifference: inner_lr is likely too large for this inner loss; for Neumann: "
+            "alpha exceeds 2 / lambda_max)")
+    raise SolverDivergedError(
+        f"{info.solver}: the hypergradient for {bad} contains NaN or Inf although both losses are finite at the "
+        f"given point: the solver's iterations diverged{hint}"
+    )
 
 
 __all__ = ["hypergradient", "OnNonconvergence"]

@@ -10,8 +10,8 @@ from torch import Tensor
 from .errors import InvalidProblemError, NonFiniteError
 
 
-def check_params(params: object, what: str) -> None:
-    """A parameter set must be a non-empty mapping of names to floating-point tensors."""
+def check_params(params: object, what: str, *, finite: bool = True) -> None:
+    """A parameter set must be a non-empty mapping of names to floating-point (and, if asked, finite) tensors."""
     if not isinstance(params, Mapping):
         raise InvalidProblemError(f"{what} must be a dict of name -> tensor, got {type(params).__name__}")
     if len(params) == 0:
@@ -23,7 +23,7 @@ def check_params(params: object, what: str) -> None:
             raise InvalidProblemError(f"{what}[{name!r}] is a {type(value).__name__}, not a torch.Tensor")
         if not value.is_floating_point():
             raise InvalidProblemError(f"{what}[{name!r}] has dtype {value.dtype}; parameters must be floating point")
-        if not torch.isfinite(value).all():
+        if finite and not torch.isfinite(value).all():
             raise NonFiniteError(f"{what}[{name!r}] contains NaN or Inf")
 
 
@@ -44,8 +44,12 @@ def check_same_dtype(groups: Sequence[tuple[str, Mapping[str, Tensor]]]) -> torc
     return first[2].dtype
 
 
-def check_loss(value: object, what: str) -> Tensor:
-    """A loss must be a finite real scalar tensor."""
+def check_loss(value: object, what: str, *, finite: bool = True) -> Tensor:
+    """A loss must be a real scalar tensor with an autograd graph, and finite unless ``finite=False``.
+
+    Hot paths pass ``finite=False``: the finiteness test forces a host synchronisation (costly on a GPU), so they
+    test their final result once and diagnose which input was non-finite only when it is (see
+    ``hyperlevel.hypergradient``)."""
     if not isinstance(value, Tensor):
         raise InvalidProblemError(f"{what} returned a {type(value).__name__}; it must return a scalar tensor")
     if value.numel() != 1:
@@ -55,14 +59,14 @@ def check_loss(value: object, what: str) -> Tensor:
         )
     if not value.is_floating_point():
         raise InvalidProblemError(f"{what} returned dtype {value.dtype}; it must be floating point")
-    if not torch.isfinite(value).all():
+    if finite and not torch.isfinite(value).all():
         raise NonFiniteError(f"{what} is {value.item()} (non-finite) at the given parameters")
     if not value.requires_grad:
         raise InvalidProblemError(
             f"{what} does not depend on any parameter (it carries no autograd graph); "
             "does the function use the parameter dicts it is given?"
         )
-    return value.reshape(())
+    return value if value.dim() == 0 else value.reshape(())
 
 
 def unused_names(names: Sequence[str], grads: Sequence[Tensor | None]) -> list[str]:

@@ -6,9 +6,8 @@ import torch
 from torch import Tensor
 
 from .._flat import Params
-from ..errors import InvalidProblemError, SolverDivergedError
+from ..errors import InvalidProblemError
 from ..functional import check_outer_used, evaluate, grads
-from ..validation import check_finite_grads
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 
 
@@ -60,12 +59,6 @@ class Unrolled(Solver):
             missing = [n for n, g in zip(names, gs, strict=True) if g is None]
             if missing:
                 raise InvalidProblemError(f"inner parameters {missing} do not influence inner_loss")
-            try:
-                check_finite_grads(names, gs, f"inner_loss at unrolled step {t}")  # type: ignore[arg-type]
-            except FloatingPointError as err:
-                raise SolverDivergedError(
-                    f"Unrolled: {err}; inner_lr={self.inner_lr} is likely too large for this inner loss"
-                ) from err
             if track:
                 w = {n: p - self.inner_lr * g for n, p, g in zip(names, w.values(), gs, strict=True)}
             else:
