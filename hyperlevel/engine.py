@@ -355,6 +355,7 @@ class Engine:
                     params[lv][name] = t
             return check_loss(level.objective(params, batch), what, finite=False)
 
+        loss.hyperlevel_name = what  # type: ignore[attr-defined]  # named in non-finite diagnoses
         return loss
 
     @staticmethod
@@ -385,7 +386,7 @@ class Engine:
         outer_loss = self._loss_fn(outer_level, base, outer_batch, f"objective of level {outer_level.name!r}")
         inner_loss = self._loss_fn(inner_level, base, inner_batch, f"objective of level {inner_level.name!r}")
         grads, info = _hypergradient(
-            lambda o, i: outer_loss(o, i), lambda o, i: inner_loss(o, i),
+            outer_loss, inner_loss,
             self._flat_params(base, phase.outer), self._flat_params(base, phase.inner),
             phase.solver, return_info=True, reduce=self.reduce,
         )

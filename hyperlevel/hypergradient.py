@@ -98,8 +98,8 @@ def _check_inputs_finite(outer_loss, inner_loss, outer_params, inner_params) -> 
     check_params(inner_params, "inner_params")
     with torch.enable_grad():
         o, i = leaves(outer_params), leaves(inner_params)
-        check_loss(outer_loss(o, i), "outer_loss")
-        check_loss(inner_loss(o, i), "inner_loss")
+        check_loss(outer_loss(o, i), getattr(outer_loss, "hyperlevel_name", "outer_loss"))
+        check_loss(inner_loss(o, i), getattr(inner_loss, "hyperlevel_name", "inner_loss"))
 
 
 def _diagnose_nonfinite(outer_loss, inner_loss, outer_params, inner_params, flat, info: SolverInfo) -> None:
