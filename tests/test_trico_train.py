@@ -205,3 +205,13 @@ def test_train_command_reports_bad_config(tmp_path, capsys):
     path.write_text("algorithm:\n  s1:\n    max_steps: ten\n")
     assert cli.main(["train", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "algorithm.s1.max_steps: expected int, got str 'ten'" in capsys.readouterr().err
+
+
+def test_reuse_inner_gradient_reaches_both_phases():
+    from examples.trico.config import config_from_dict
+    from examples.trico.problem import build_schedule
+
+    config = config_from_dict({"algorithm": {"reuse_inner_gradient": True}})
+    phases = build_schedule(config)
+    assert [p.name for p in phases] == ["S1", "S2"] and all(p.reuse_inner_gradient for p in phases)
+    assert not any(p.reuse_inner_gradient for p in build_schedule(config_from_dict({})))

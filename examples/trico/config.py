@@ -187,6 +187,9 @@ class AlgorithmConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     on_nonfinite: Literal["raise", "skip"] = "raise"
+    #: S1/S2 inner update reuses the solver's gradient from before the outer update (one pass fewer per step,
+    #: benchmarks/pgr_step.py); off by default: Alg. 1 takes the inner step after the outer update
+    reuse_inner_gradient: bool = False
 
     def validate(self, key: str) -> None:
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):

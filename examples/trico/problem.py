@@ -194,13 +194,14 @@ def build_schedule(config: TrainConfig) -> list[Phase]:
                      inner_steps=a.s1.inner_steps, max_steps=max_steps, until=until,
                      optimizers={"upper": opt(lr.gamma_u), "middle": opt(lr.gamma_l), "lower": opt(lr.gamma_l)},
                      lr_schedulers=sched(["upper", "middle", "lower"]), outer_objective="upper",
-                     inner_objective="lower")
+                     inner_objective="lower", reuse_inner_gradient=a.reuse_inner_gradient)
 
     def s2(max_steps: int) -> Phase:
         return Phase("S2", outer=["middle"], inner=["lower"], frozen=["upper"], solver=build_solver(a.solver, lr.o_l),
                      inner_steps=a.s2.inner_steps, max_steps=max_steps,
                      optimizers={"middle": opt(lr.o_u), "lower": opt(lr.o_l)},
-                     lr_schedulers=sched(["middle", "lower"]), outer_objective="middle", inner_objective="lower")
+                     lr_schedulers=sched(["middle", "lower"]), outer_objective="middle", inner_objective="lower",
+                     reuse_inner_gradient=a.reuse_inner_gradient)
 
     def joint(name: str, max_steps: int, rate: float) -> Phase:
         return Phase(name, outer=[], inner=["middle", "lower"], frozen=["upper"], max_steps=max_steps,
