@@ -1,14 +1,12 @@
 """Data-parallel throughput of TriCo-like tri-level training steps (phases S1 and S2) for 1 and 2 processes.
 
-Usage: ``python benchmarks/throughput.py [--procs 1 2] [--batch 4] [--crop 48] [--steps 6] [--threads 1]``.
+Usage: ``python benchmarks/throughput.py [--procs 1 2] [--batch 4] [--crop 24] [--steps 6] [--threads 1]``.
 
 Each configuration is launched with ``torchrun --standalone --nproc_per_node N`` (gloo on CPU, NCCL on GPUs)
 and runs :class:`hyperlevel.Engine` with :mod:`hyperlevel.distributed`, exactly as ``examples.trico`` training
-does. Model: the real TriCo network from ``examples.trico.build_model`` at small widths (``SMALL_WIDTHS``, scale
-2, no semantic prior); random images (throughput does not depend on their content). Levels: upper =
-``LossWeights`` over (luminance, l1, ssim, tv) from ``examples.trico.losses``, middle = refinement network
-(``w_s``), lower = illumination regulator (``w_i``). S1: outer upper, inner middle + lower jointly; S2: upper
-frozen, outer middle, inner lower; both with ``FiniteDifference`` (TriCo's Alg. 1), one inner step.
+does. The problem is TriCo's own (``examples.trico.problem.build_setup`` / ``build_schedule``): the real network
+at small widths (``SMALL_WIDTHS``, scale 2, no semantic prior), the five candidate losses (random VGG19), the
+embedded data set with its D_ul : D_ll split, phases S1 and S2 with ``FiniteDifference`` (Alg. 1).
 
 ``images/s`` = global batch (``batch x processes``) / median wall time of a step, measured on rank 0 between
 consecutive steps after one warm-up step per phase (a step draws that many images for its outer objective
@@ -32,53 +30,29 @@ sys.path.insert(0, str(ROOT))
 
 SMALL_WIDTHS = {"ir_width": 4, "fr_widths": [8, 12, 16], "enc_blocks": [1, 1, 1], "dec_blocks": [0, 1, 1],
                 "refine_blocks": 1, "hr_blocks": 1, "heads": [1, 1, 1]}
-LOSSES = ("luminance", "l1", "ssim", "tv")
 
 
 def worker(args: argparse.Namespace) -> None:
     import torch
-    from torch.func import functional_call
 
     import hyperlevel as hl
-    from examples.trico import build_model
-    from examples.trico.losses import l1_loss, luminance_loss, ssim_loss, tv_loss
+    from examples.trico.config import config_from_dict
+    from examples.trico.problem import build_schedule, build_setup
     from hyperlevel.distributed import init_from_env
 
     torch.set_num_threads(args.threads)
     ctx = init_from_env(timeout=300)
-    torch.manual_seed(0)
-    model = build_model(scale=2, **SMALL_WIDTHS).to(ctx.device)
-    groups = model.parameter_groups()
-    weights = hl.LossWeights(LOSSES).to(ctx.device)
-
-    g = torch.Generator().manual_seed(1)
-    n = args.batch * ctx.world_size * 4
-    images = [(torch.rand(3, args.crop, args.crop, generator=g) * 0.3,
-               torch.rand(3, 2 * args.crop, 2 * args.crop, generator=g)) for _ in range(n)]
-
-    def objective(p, batch):
-        x, target = (t.to(ctx.device) for t in batch)
-        out = functional_call(model, {**p["middle"], **p["lower"]}, (x,))
-        losses = {"luminance": luminance_loss(out.v), "l1": l1_loss(out.y, target),
-                  "ssim": ssim_loss(out.y, target), "tv": tv_loss(out.y)}
-        return weights.total(p["upper"], losses)
-
-    def loader(seed: int) -> hl.ResumableLoader:
-        return hl.ResumableLoader(images, args.batch, seed=seed, rank=ctx.rank, world_size=ctx.world_size)
-
-    problem = hl.Problem([
-        hl.Level("upper", weights, objective, optimizer=hl.adam(1e-2), data=loader(1)),
-        hl.Level("middle", groups["refinement"], objective, optimizer=hl.adam(1e-4), data=loader(2)),
-        hl.Level("lower", groups["illumination"], objective, optimizer=hl.adam(1e-4), data=loader(3)),
-    ])
+    steps = args.steps + 1  # one warm-up step per phase
+    config = config_from_dict({
+        "model": {"widths": SMALL_WIDTHS},
+        "data": {"source": "embedded", "crop": args.crop, "batch_size": args.batch},
+        "losses": {"allow_random_init": True},
+        "algorithm": {"s1": {"max_steps": steps, "converge_tol": None}, "s2": {"max_steps": steps}},
+    })
+    setup = build_setup(config, rank=ctx.rank, world_size=ctx.world_size, device=ctx.device)
+    problem = setup.problem
     ctx.broadcast_parameters(problem)
-    steps = args.steps + 1
-    phases = [
-        hl.Phase("S1", outer=["upper"], inner=["middle", "lower"], solver=hl.solvers.FiniteDifference(1e-4),
-                 max_steps=steps),
-        hl.Phase("S2", outer=["middle"], inner=["lower"], frozen=["upper"],
-                 solver=hl.solvers.FiniteDifference(1e-4), max_steps=steps),
-    ]
+    phases = build_schedule(config)
 
     class Timer(hl.Callback):
         def __init__(self) -> None:
@@ -123,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch", type=int, default=4, help="images per process per step")
-    parser.add_argument("--crop", type=int, default=48, help="low-resolution crop (output is 2x)")
+    parser.add_argument("--crop", type=int, default=24, help="low-resolution crop (output is 2x), as the demo")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per phase (after one warm-up)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--timeout", type=float, default=900)
