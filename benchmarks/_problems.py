@@ -23,7 +23,9 @@ Every problem is float64 and seeded. It exposes
 from __future__ import annotations
 
 import functools
+import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -73,7 +75,7 @@ def rel_error(value: Params, ref: Params) -> float:
     return num / den if den > 0 else num
 
 
-class Problem:
+class Problem(ABC):
     name = ""
     size = 0
     outer: Params
@@ -83,14 +85,17 @@ class Problem:
     unroll_steps: int
     description = ""
 
+    @abstractmethod
     def outer_loss(self, o: Params, w: Params) -> Tensor:
-        raise NotImplementedError
+        """See the subclasses."""
 
+    @abstractmethod
     def inner_loss(self, o: Params, w: Params) -> Tensor:
-        raise NotImplementedError
+        """See the subclasses."""
 
+    @abstractmethod
     def ift_reference(self) -> Params:
-        raise NotImplementedError
+        """See the subclasses."""
 
     def point(self, method: str) -> Params:
         return self.inner
@@ -114,10 +119,9 @@ class Problem:
             cache[key] = fn()
         return cache[key]
 
-    def without_cache(self) -> Problem:
-        """The problem without cached references (for pickling into a measurement subprocess)."""
-        self.__dict__.pop("_ref_cache", None)
-        return self
+    def spec(self) -> str:
+        """JSON that rebuilds this problem (``from_spec``) in a measurement subprocess: data, not a pickle."""
+        return json.dumps({"name": self.name, "kwargs": self._kwargs})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -475,6 +479,12 @@ class CNNReweighting(Problem):
 
 
 PROBLEMS = {"ridge": Ridge, "logistic": Logistic, "hypercleaning": HyperCleaning, "cnn": CNNReweighting}
+
+
+def from_spec(spec: str) -> Problem:
+    """The problem a ``Problem.spec()`` string describes."""
+    data = json.loads(spec)
+    return PROBLEMS[data["name"]](**data["kwargs"])
 
 
 def make_problem(name: str, size: int) -> Problem:

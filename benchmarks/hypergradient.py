@@ -21,9 +21,7 @@ one torch thread; ``peak_mb``: growth of ru_maxrss during one call in a fresh pr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -91,15 +89,13 @@ def run_size(p: int, repeats: int, budget: float, memory: bool, jobs: int) -> li
     if memory:
         from concurrent.futures import ThreadPoolExecutor
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "problem.pt")
-            torch.save(P.without_cache(), path)
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                res = list(pool.map(lambda m: measure_memory("hyperlevel", m, path), METHODS))
-            for row, r in zip(rows, res):
-                row["peak_mb"] = r["peak_mb"] if isinstance(r, dict) else None
-                if not isinstance(r, dict):
-                    print(f"  memory {row['method']}: {r}", file=sys.stderr)
+        spec = P.spec()
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            res = list(pool.map(lambda m: measure_memory("hyperlevel", m, spec), METHODS))
+        for row, r in zip(rows, res):
+            row["peak_mb"] = r["peak_mb"] if isinstance(r, dict) else None
+            if not isinstance(r, dict):
+                print(f"  memory {row['method']}: {r}", file=sys.stderr)
     return rows
 
 

@@ -44,7 +44,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -368,10 +367,10 @@ def peak_rss_growth(fn: Callable[[], object], interval: float = 2e-4) -> float:
     return max(peak[0] - base, 0.0)
 
 
-def memory_child(lib: str, method: str, path: str) -> None:
+def memory_child(lib: str, method: str, spec: str) -> None:
     """Entry point of the fresh process that measures one configuration's peak-memory growth."""
     torch.set_num_threads(1)
-    P = torch.load(path, weights_only=False)
+    P = _problems.from_spec(spec)
     run = ADAPTERS[lib](P, method)
     first = peak_rss_growth(run)  # includes one-time costs: BLAS buffers, torch.func set-up, lazy imports
     gc.collect()
@@ -384,8 +383,8 @@ def memory_child(lib: str, method: str, path: str) -> None:
     print(json.dumps({"peak_mb": peak_rss_growth(run), "first_call_mb": first, "base_mb": _rss_mb()}))
 
 
-def measure_memory(lib: str, method: str, path: str, timeout: float = 300) -> dict | str:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", lib, method, path]
+def measure_memory(lib: str, method: str, spec: str, timeout: float = 300) -> dict | str:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", lib, method, spec]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -424,17 +423,15 @@ def benchmark_problem(P: Problem, configs, repeats: int, budget_s: float, memory
     if memory:
         from concurrent.futures import ThreadPoolExecutor
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "problem.pt")
-            torch.save(P.without_cache(), path)
-            todo = [row for row in rows if not row["error"]]
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                results = list(pool.map(lambda row: measure_memory(row["library"], row["method"], path), todo))
-            for row, res in zip(todo, results):
-                if isinstance(res, dict):
-                    row["peak_mb"], row["first_call_mb"] = res["peak_mb"], res["first_call_mb"]
-                else:
-                    row["error"] = (row["error"] + "; " if row["error"] else "") + f"memory: {res}"[:200]
+        spec = P.spec()
+        todo = [row for row in rows if not row["error"]]
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(lambda row: measure_memory(row["library"], row["method"], spec), todo))
+        for row, res in zip(todo, results):
+            if isinstance(res, dict):
+                row["peak_mb"], row["first_call_mb"] = res["peak_mb"], res["first_call_mb"]
+            else:
+                row["error"] = (row["error"] + "; " if row["error"] else "") + f"memory: {res}"[:200]
     return rows
 
 

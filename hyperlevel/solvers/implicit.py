@@ -10,6 +10,8 @@ product gives the exact hypergradient, whatever path led to ``w*``.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch import Tensor
 
@@ -39,8 +41,9 @@ class ImplicitSolver(Solver):
         self.warm_start = warm_start
         self._previous: Tensor | None = None
 
-    def linear_solve(self, matvec, b: Tensor) -> tuple[Tensor, LinearSolveInfo]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def linear_solve(self, matvec, b: Tensor) -> tuple[Tensor, LinearSolveInfo]:
+        """Solve ``H x = b`` approximately, with ``matvec(v) = H v``."""
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
