@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,14 +30,11 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from .config import load_config_for_cli
     from .train import resolve_resume, train
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config = load_config_for_cli(args.config, args.overrides)
+    if config is None:
         return 2
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     resume = resolve_resume(out, args.resume)

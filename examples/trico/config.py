@@ -385,3 +385,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
+
+def load_config_for_cli(path: str | Path, overrides: list[str] | None) -> TrainConfig | None:
+    """``load_config`` for the command line: set up logging, print a bad config's error, return ``None``."""
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return load_config(path, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None

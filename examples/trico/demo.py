@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .config import CONFIG_DIR, TrainConfig, load_config
+from .config import CONFIG_DIR, TrainConfig
 
 __all__ = ["add_arguments", "run", "run_demo"]
 
@@ -305,13 +305,10 @@ def _report_markdown(config: TrainConfig, s: dict, conv) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError
+    from .config import load_config_for_cli
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config = load_config_for_cli(args.config, args.overrides)
+    if config is None:
         return 2
     summary = run_demo(config, args.out, progress=not args.no_progress)
     tri = summary["reports"]["trico"]["metrics"]
