@@ -1,6 +1,6 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import distributed, solvers, testing
+from . import checkpoint, distributed, solvers, testing
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -45,6 +45,7 @@ __all__ = [
     "StepRecord",
     "TensorBoardLogger",
     "adam",
+    "checkpoint",
     "cosine_restarts",
     "distributed",
     "hypergradient",

@@ -164,6 +164,7 @@ class Engine:
                 p.name: p.until.state_dict() for p in self.schedule.phases if p.until is not None
             },
             "data": {lv.name: lv.data_state() for lv in self.problem.levels},
+            "solvers": {p.name: p.solver.state_dict() for p in self.schedule.phases},
             "rng": ckpt.rng_state(),
         }
 
@@ -190,6 +191,8 @@ class Engine:
                 p.until.load_state_dict(state["trackers"][p.name])
         for lv in self.problem.levels:
             lv.load_data_state(state["data"].get(lv.name))
+        for p in self.schedule.phases:
+            p.solver.load_state_dict(state.get("solvers", {}).get(p.name, {}))
         ckpt.set_rng_state(state["rng"])
         self._optimizers, self._schedulers = {}, {}
         self._pending_optimizer_state = {"optimizers": state["optimizers"], "schedulers": state["schedulers"]}
@@ -225,7 +228,12 @@ class Engine:
         if resume is not None:
             self.load_state_dict(ckpt.load(resume))
         elif self.check_objectives_first:
+            # Check on the first batches, then rewind resumable loaders so that step 1 trains on them too.
+            positions = {lv.name: lv.data_state() for lv in self.problem.levels}
             self.problem.check_objectives({lv.name: lv.next_batch() for lv in self.problem.levels})
+            for lv in self.problem.levels:
+                if positions[lv.name] is not None:
+                    lv.load_data_state(positions[lv.name])
         previous_handler = self._install_interrupt_handler()
         self._call("on_run_start")
         status: Literal["finished", "interrupted", "stopped"] = "finished"

@@ -52,8 +52,9 @@ class Converged:
             return False
         if self._count < self.window:
             return False
-        change = torch.linalg.vector_norm(flat_params - self._snapshot)
-        scale = torch.linalg.vector_norm(self._snapshot).clamp_min(1e-12)
+        snapshot = self._snapshot.to(flat_params.device)  # a resumed snapshot is loaded on the CPU
+        change = torch.linalg.vector_norm(flat_params - snapshot)
+        scale = torch.linalg.vector_norm(snapshot).clamp_min(1e-12)
         self.last_change = float(change / scale)
         self._snapshot = flat_params.detach().clone()
         self._count = 0

@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = {"hyperlevel", "hyperlevel.solvers", "hyperlevel.distributed", "hyperlevel.testing"}
+PUBLIC = {"hyperlevel", "hyperlevel.solvers", "hyperlevel.distributed", "hyperlevel.testing", "hyperlevel.checkpoint"}
 CORE_DEPENDENCIES = {"torch", "numpy", "yaml", "tqdm", "__future__"}  # tqdm/tensorboard: optional, lazy
 
 

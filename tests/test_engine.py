@@ -55,7 +55,10 @@ def test_hyperparameter_only_in_the_inner_objective_is_accepted():
         hl.Level("a", a, lambda P, _: ((P["b"]["w"] - 2) ** 2).sum()),  # reaches a only through b's response
         hl.Level("b", b, lambda P, _: (P["a"]["lam"] * P["b"]["w"] ** 2).sum() - P["b"]["w"].sum()),
     ])
-    hl.Engine(problem, [hl.Phase("p", outer=["a"], inner=["b"], max_steps=2)]).run()
+    before = a["lam"].detach().clone()
+    summary = hl.Engine(problem, [hl.Phase("p", outer=["a"], inner=["b"], max_steps=2)]).run()
+    assert summary.status == "finished" and summary.steps == 2
+    assert not torch.equal(a["lam"].detach(), before)  # the hyper-parameter moved through b's response
 
 
 def test_schedule_validation_names_the_problem():
@@ -301,3 +304,35 @@ def test_nested_phase_uses_the_exact_nested_hypergradient():
     hl.Engine(problem, [phase]).run()
     torch.testing.assert_close(a["x"].detach(), x0 - 0.1 * expected_a["x"])
     torch.testing.assert_close(b["y"].detach(), y0 - 0.1 * expected_b["y"])
+
+
+def test_objective_check_does_not_consume_training_batches():
+    model_a, weights_a, problem, schedule = build(s1_steps=3, s2_steps=2)
+    hl.Engine(problem, schedule, check_objectives=True).run()
+    model_b, weights_b, problem, schedule = build(s1_steps=3, s2_steps=2)
+    hl.Engine(problem, schedule, check_objectives=False).run()
+    assert torch.equal(flat_state(model_a, weights_a), flat_state(model_b, weights_b))
+
+
+def test_resume_is_exact_when_the_convergence_test_runs_after_resuming(tmp_path):
+    until = lambda: hl.Converged("upper", tol=1e-12, window=1)  # noqa: E731  # compares at every step
+    model, weights, problem, schedule = build(s1_steps=6, s2_steps=2, until=until())
+    hl.Engine(problem, schedule).run()
+    reference = flat_state(model, weights).clone()
+    model, weights, problem, schedule = build(s1_steps=6, s2_steps=2, until=until())
+    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=3)
+    model, weights, problem, schedule = build(s1_steps=6, s2_steps=2, until=until())
+    hl.Engine(problem, schedule).run(resume=tmp_path / "last.pt")
+    assert torch.equal(flat_state(model, weights), reference)
+
+
+def test_resume_is_exact_with_a_warm_started_solver(tmp_path):
+    warm = lambda: hl.solvers.ConjugateGradient(iterations=2, warm_start=True, on_nonconvergence="ignore")  # noqa: E731
+    model, weights, problem, schedule = build(s1_steps=3, s2_steps=5, solver_s2=warm())
+    hl.Engine(problem, schedule).run()
+    reference = flat_state(model, weights).clone()
+    model, weights, problem, schedule = build(s1_steps=3, s2_steps=5, solver_s2=warm())
+    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=6)
+    model, weights, problem, schedule = build(s1_steps=3, s2_steps=5, solver_s2=warm())
+    hl.Engine(problem, schedule).run(resume=tmp_path / "last.pt")
+    assert torch.equal(flat_state(model, weights), reference)

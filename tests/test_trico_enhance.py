@@ -155,3 +155,28 @@ def test_enhance_scale_mismatch_and_missing_input(tmp_path, checkpoint, capsys):
     status = run(_args("--checkpoint", str(tmp_path / "none.pt"), "--input", str(tmp_path / "in"),
                        "--output", str(tmp_path / "out")))
     assert status == 1 and "cannot load checkpoint" in capsys.readouterr().err
+
+
+def test_enhance_never_destroys_inputs_or_earlier_results(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(folder / "a.jpg")
+    before = (folder / "a.png").read_bytes()
+    # output folder == input folder: a.png would overwrite the input a.png
+    status = run(_args("--checkpoint", str(checkpoint), "--input", str(folder), "--output", str(folder)))
+    err = capsys.readouterr().err
+    assert status == 1 and "it is an input image" in err
+    assert (folder / "a.png").read_bytes() == before
+    # a.jpg and a.png map to the same output name: the second is refused, not silently lost
+    out = tmp_path / "out"
+    status = run(_args("--checkpoint", str(checkpoint), "--input", str(folder), "--output", str(out)))
+    err = capsys.readouterr().err
+    assert status == 1 and "already written" in err and (out / "a.png").exists()
+    # an existing result is kept unless --overwrite
+    status = run(_args("--checkpoint", str(checkpoint), "--input", str(folder / "a.png"), "--output", str(out)))
+    assert status == 1 and "--overwrite" in capsys.readouterr().err
+    status = run(_args("--checkpoint", str(checkpoint), "--input", str(folder / "a.png"), "--output", str(out),
+                       "--overwrite"))
+    assert status == 0

@@ -15,11 +15,12 @@ are written atomically (temporary file in the same directory, then ``os.replace`
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import torch
 from torch import nn
+
+import hyperlevel
 
 __all__ = ["save_model", "load_model", "model_checkpoint", "atomic_torch_save"]
 
@@ -44,19 +45,8 @@ def model_checkpoint(model: nn.Module, extra: dict[str, Any] | None = None) -> d
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then ``os.replace`` it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` atomically and durably (temporary file, ``fsync``, ``os.replace``): the core's writer."""
+    hyperlevel.checkpoint.save_atomic(obj, path)
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] | None = None) -> None:

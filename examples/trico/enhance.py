@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, default=None, choices=[8, 16],
                         help="output bit depth (default: 16 for TIFF outputs, 8 otherwise)")
     parser.add_argument("--format", default="png", choices=["png", "tif", "jpg"], help="output format")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing files in --output (never an input file)")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -147,8 +149,25 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "jpg" and bits == 16:
         print("error: JPEG output is 8-bit only", file=sys.stderr)
         return 1
+    inputs = {p.resolve() for p in files}
+    written: dict[Path, Path] = {}
     failed = 0
     for path in files:
+        target = out_dir / (path.stem + ext)
+        resolved = target.resolve()
+        # Never destroy data: an input, a file written earlier in this run (a.png and a.jpg both give a.png), or
+        # an existing file unless --overwrite.
+        reason = None
+        if resolved in inputs:
+            reason = "it is an input image; choose another --output"
+        elif resolved in written:
+            reason = f"it was already written for {written[resolved]} (same name, other extension)"
+        elif target.exists() and not getattr(args, "overwrite", False):
+            reason = "it exists (pass --overwrite to replace it)"
+        if reason is not None:
+            failed += 1
+            print(f"error: not writing {target} for {path}: {reason}", file=sys.stderr)
+            continue
         try:
             x = read_image(path)
         except (OSError, ValueError) as exc:
@@ -157,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             y = enhance_image(model, x, args.tile, args.tile_overlap, args.device)
-            target = out_dir / (path.stem + ext)
             write_image(target, y, bits=bits)
+            written[resolved] = path
         except (RuntimeError, OSError, ValueError) as exc:
             failed += 1
             print(f"error: cannot enhance {path}: {exc}", file=sys.stderr)

@@ -96,7 +96,7 @@ def prepare(x: torch.Tensor, conv: MetricConventions) -> torch.Tensor:
     if b:
         x = x[..., b:-b, b:-b]
     if conv.color == "y":
-        w = torch.tensor([65.481, 128.553, 24.966], dtype=x.dtype).view(1, 3, 1, 1) / 255.0
+        w = torch.tensor([65.481, 128.553, 24.966], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255.0
         x = (x * w).sum(dim=1, keepdim=True) + 16.0 / 255.0
         if conv.quantize_uint8:
             x = torch.round(x * 255.0) / 255.0

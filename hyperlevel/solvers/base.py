@@ -7,7 +7,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -71,6 +71,14 @@ class Solver(ABC):
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         """Compute the hypergradient at the given inner point."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State carried from one call to the next (for instance a warm start), saved in engine checkpoints so
+        that a resumed run continues exactly. Stateless solvers return ``{}``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - stateless solvers need nothing
+        """Restore :meth:`state_dict`."""
 
     def __repr__(self) -> str:  # dataclass-like, for logs and reports
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -41,6 +41,12 @@ class ImplicitSolver(Solver):
         self.warm_start = warm_start
         self._previous: Tensor | None = None
 
+    def state_dict(self) -> dict:
+        return {"previous": self._previous} if self.warm_start and self._previous is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._previous = state.get("previous")
+
     @abstractmethod
     def linear_solve(self, matvec, b: Tensor) -> tuple[Tensor, LinearSolveInfo]:
         """Solve ``H x = b`` approximately, with ``matvec(v) = H v``."""
@@ -116,8 +122,10 @@ class ConjugateGradient(ImplicitSolver):
 
     def linear_solve(self, matvec, b):
         x0 = self._previous if self.warm_start and self._previous is not None else None
-        if x0 is not None and x0.shape != b.shape:
+        if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
             x0 = None
+        elif x0 is not None:
+            x0 = x0.to(b.device)
         return conjugate_gradient(
             matvec, b, iterations=self.iterations, tol=self.resolved_tol(b), x0=x0, solver_name=type(self).__name__
         )
