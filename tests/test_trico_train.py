@@ -96,8 +96,7 @@ def test_s1_moves_weights_and_takes_plain_inner_steps_s2_freezes_weights(tmp_pat
     ref = build_setup(config)  # same seeds: same initial model and data order
     w0 = _params(ref.model)
     loader = ref.problem["lower"].data
-    next(loader)  # the engine's check_objectives drew one batch from every level before training
-    batch = next(loader)
+    batch = next(loader)  # the engine's objective check rewinds the loaders: step 1 trains on the first batch
     middle = dict(ref.model.illumination.named_parameters())
     lower = dict(ref.model.refinement.named_parameters())
     value = ref.problem["lower"].objective({"upper": {"log_s": log_s1}, "middle": middle, "lower": lower}, batch)
