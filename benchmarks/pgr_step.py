@@ -54,7 +54,11 @@ class Meter:
     def __init__(self) -> None:
         self.reset()
         self._grad = torch.autograd.grad
-        self._depth = 0
+        self.cuda = False  # on a GPU every timed region ends with a synchronisation, or it times launches
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
 
     def reset(self) -> None:
         self.t = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
@@ -65,10 +69,12 @@ class Meter:
         original = self._grad
 
         def timed_grad(*args, **kwargs):
+            meter._sync()
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
+                meter._sync()
                 meter.t["backward"] += time.perf_counter() - start
                 meter.n["backward"] += 1
 
@@ -76,9 +82,11 @@ class Meter:
         self._opt_start = 0.0
 
         def pre(opt, args, kwargs):
+            meter._sync()
             meter._opt_start = time.perf_counter()
 
         def post(opt, args, kwargs):
+            meter._sync()
             meter.t["optimizer"] += time.perf_counter() - meter._opt_start
 
         from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
@@ -89,10 +97,12 @@ class Meter:
         meter = self
 
         def timed(params, batch):
+            meter._sync()
             start = time.perf_counter()
             try:
                 return objective(params, batch)
             finally:
+                meter._sync()
                 meter.t["forward"] += time.perf_counter() - start
                 meter.n["forward"] += 1
 
@@ -108,6 +118,7 @@ class Steps(Callback):
         self.rows: list[dict[str, float]] = []
 
     def on_step_end(self, engine, record) -> None:
+        METER._sync()
         if record.phase_step > self.warmup:
             self.rows.append({"total": record.seconds, **METER.t, **{f"n_{k}": v for k, v in METER.n.items()}})
         METER.reset()
@@ -142,7 +153,7 @@ class WeightedSumOneStep(Solver):
                                                                outer_loss=float(f.detach()))
 
 
-def build(config_name: str, model_size: str, crop: int, batch: int):
+def build(config_name: str, model_size: str, crop: int, batch: int, device: str = "cpu"):
     from examples.trico.config import load_config
     from examples.trico.problem import build_schedule, build_setup
 
@@ -150,7 +161,7 @@ def build(config_name: str, model_size: str, crop: int, batch: int):
     config = load_config(config_name, overrides)
     if model_size == "paper":  # build_model's defaults: the size budget of the paper's Table 2
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, widths={}))
-    setup = build_setup(config)
+    setup = build_setup(config, device=device)
     for level in setup.problem.levels:
         level.objective = METER.wrap(level.objective)
     phases = {p.name: p for p in build_schedule(config)}
@@ -183,6 +194,7 @@ def run_plain(setup, steps: int, warmup: int) -> list[dict[str, float]]:
         for p, g in zip(params, grads):
             p.grad = g
         opt.step()
+        METER._sync()
         total = time.perf_counter() - start
         if k >= warmup:
             rows.append({"total": total, **METER.t, **{f"n_{k2}": v for k2, v in METER.n.items()}})
@@ -204,6 +216,7 @@ def check_structured_solver(setup, inner_lr: float) -> dict[str, float]:
     lower = setup.problem["lower"]
     b_ul, b_ll = upper.next_batch(), lower.next_batch()
     model, losses = setup.model, setup.losses
+    b_ll_device = next(model.parameters()).device
     P = setup.problem.detached()
 
     def outer_loss(o, i):
@@ -224,8 +237,8 @@ def check_structured_solver(setup, inner_lr: float) -> dict[str, float]:
     def loss_vector(i):
         p = split(i)
         net = {**prefixed(p["middle"], "illumination."), **prefixed(p["lower"], "refinement.")}
-        out = torch.func.functional_call(model, net, (b_ll["input"],))
-        return torch.stack(list(losses(out.y, b_ll["target"], out.v).values()))
+        out = torch.func.functional_call(model, net, (b_ll["input"].to(b_ll_device),))
+        return torch.stack(list(losses(out.y, b_ll["target"].to(b_ll_device), out.v).values()))
 
     o = {"upper/log_s": P["upper"]["log_s"]}
     i = {f"{lv}/{n}": t for lv in ("middle", "lower") for n, t in P[lv].items()}
@@ -249,13 +262,15 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (timed regions then end with a synchronisation)")
     ap.add_argument("--out", type=Path, default=None, help="write pgr_step.json and pgr_step.md here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    METER.cuda = args.device.startswith("cuda")
     METER.install()
 
     results = []
-    config, setup, phases = build(args.config, args.model, args.crop, args.batch)
+    config, setup, phases = build(args.config, args.model, args.crop, args.batch, args.device)
     gamma_l = config.algorithm.lr.gamma_l
     n_params = sum(p.numel() for p in setup.model.trainable_parameters())
     results.append(summarise("plain step", run_plain(setup, args.repeats, args.warmup)))
@@ -285,8 +300,9 @@ def main(argv=None) -> int:
                 lv, n = key.split("/", 1)
                 p[lv][n] = t
             net = {**prefixed(p["middle"], "illumination."), **prefixed(p["lower"], "refinement.")}
-            out = torch.func.functional_call(setup.model, net, (batch["input"],))
-            return torch.stack(list(setup.losses(out.y, batch["target"], out.v).values()))
+            device = next(setup.model.parameters()).device
+            out = torch.func.functional_call(setup.model, net, (batch["input"].to(device),))
+            return torch.stack(list(setup.losses(out.y, batch["target"].to(device), out.v).values()))
 
         structured.loss_vector = loss_vector
         return batch
@@ -298,8 +314,9 @@ def main(argv=None) -> int:
     accuracy = check_structured_solver(setup, gamma_l)
 
     plain = results[0]["total"]
+    where = torch.cuda.get_device_name() if METER.cuda else f"CPU, {args.threads} thread(s)"
     header = (f"TriCo step cost, model {args.model} ({n_params:,} trainable params), LR crop {args.crop}, batch "
-              f"{args.batch}, {args.threads} thread(s), median of {args.repeats} after {args.warmup} warm-up")
+              f"{args.batch}, {where}, median of {args.repeats} after {args.warmup} warm-up")
     lines = [header, "",
              "| step | ms | x plain | forward ms | backward ms | optimizer ms | other ms | forwards | backwards |",
              "|---|---|---|---|---|---|---|---|---|"]
