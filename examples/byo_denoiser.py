@@ -4,7 +4,7 @@ A small denoiser is trained on noisy patches of a photo (lower level) while the 
 losses (L1, MSE, total variation) are learned on a held-out validation split (upper level). The user code
 between the two ``---`` markers is the whole recipe: under 40 lines.
 
-Run: ``python examples/byo_denoiser.py [--steps 150]`` (about half a minute on a laptop CPU).
+Run: ``python examples/byo_denoiser.py [--steps 150]`` (a few seconds on a laptop CPU).
 """
 
 from __future__ import annotations
