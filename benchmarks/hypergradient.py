@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _plotting import finish_scatter_figure  # noqa: E402
 from _problems import Ridge, rel_error  # noqa: E402
 from _timing import round_robin  # noqa: E402
 from peers import (  # noqa: E402
@@ -119,15 +120,8 @@ def plot(rows, path):
         ax.set_ylabel("relative error")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], marker=m, ls="", color="gray", label=f"p={s}") for s, m in markers.items()]
-    handles += [Line2D([], [], marker="o", ls="", color=c, label=m) for m, c in colors.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=8, fontsize=8)
-    fig.suptitle("hyperlevel solvers on ridge regression (float64)")
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_scatter_figure(fig, path, "hyperlevel solvers on ridge regression (float64)",
+                          {f"p={size}": m for size, m in markers.items()}, colors, ncol=8, top=0.95)
 
 
 def main(argv=None):

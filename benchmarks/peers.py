@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _problems  # noqa: E402
+from _plotting import finish_scatter_figure  # noqa: E402
 from _problems import Problem, make_problem, rel_error  # noqa: E402
 from _timing import round_robin  # noqa: E402
 
@@ -491,15 +492,7 @@ def plot(rows, path, title):
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(problems):]:
         ax.axis("off")
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], marker=m, ls="", color="gray", label=lib) for lib, m in markers.items()]
-    handles += [Line2D([], [], marker="o", ls="", color=c, label=m) for m, c in colors.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_scatter_figure(fig, path, title, markers, colors, ncol=5)
 
 
 def main(argv=None):

@@ -133,16 +133,25 @@ def test_resume_is_exact(tmp_path, stop):
     assert diff == 0.0
 
 
-def test_resume_is_exact_with_conjugate_gradient_phase(tmp_path):
-    cg = lambda: hl.solvers.ConjugateGradient(iterations=10, on_nonconvergence="ignore")  # noqa: E731
-    model, weights, problem, schedule = build(s1_steps=3, s2_steps=4, solver_s2=cg())
+def _stopped_and_resumed_equals_uninterrupted(tmp_path, stop_after, make_kwargs) -> bool:
+    """Run uninterrupted; run again stopped after ``stop_after`` steps and resumed; compare all parameters.
+    ``make_kwargs()`` gives fresh ``build`` arguments each time (solvers and stop criteria carry state)."""
+    model, weights, problem, schedule = build(**make_kwargs())
     hl.Engine(problem, schedule).run()
     reference = flat_state(model, weights).clone()
-    model, weights, problem, schedule = build(s1_steps=3, s2_steps=4, solver_s2=cg())
-    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=5)
-    model, weights, problem, schedule = build(s1_steps=3, s2_steps=4, solver_s2=cg())
+    model, weights, problem, schedule = build(**make_kwargs())
+    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=stop_after)
+    model, weights, problem, schedule = build(**make_kwargs())
     hl.Engine(problem, schedule).run(resume=tmp_path / "last.pt")
-    assert torch.equal(flat_state(model, weights), reference)
+    return torch.equal(flat_state(model, weights), reference)
+
+
+def test_resume_is_exact_with_conjugate_gradient_phase(tmp_path):
+    def kwargs():
+        cg = hl.solvers.ConjugateGradient(iterations=10, on_nonconvergence="ignore")
+        return {"s1_steps": 3, "s2_steps": 4, "solver_s2": cg}
+
+    assert _stopped_and_resumed_equals_uninterrupted(tmp_path, 5, kwargs)
 
 
 def test_resume_rejects_a_different_schedule(tmp_path):
@@ -315,24 +324,15 @@ def test_objective_check_does_not_consume_training_batches():
 
 
 def test_resume_is_exact_when_the_convergence_test_runs_after_resuming(tmp_path):
-    until = lambda: hl.Converged("upper", tol=1e-12, window=1)  # noqa: E731  # compares at every step
-    model, weights, problem, schedule = build(s1_steps=6, s2_steps=2, until=until())
-    hl.Engine(problem, schedule).run()
-    reference = flat_state(model, weights).clone()
-    model, weights, problem, schedule = build(s1_steps=6, s2_steps=2, until=until())
-    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=3)
-    model, weights, problem, schedule = build(s1_steps=6, s2_steps=2, until=until())
-    hl.Engine(problem, schedule).run(resume=tmp_path / "last.pt")
-    assert torch.equal(flat_state(model, weights), reference)
+    def kwargs():  # the stop criterion compares at every step
+        return {"s1_steps": 6, "s2_steps": 2, "until": hl.Converged("upper", tol=1e-12, window=1)}
+
+    assert _stopped_and_resumed_equals_uninterrupted(tmp_path, 3, kwargs)
 
 
 def test_resume_is_exact_with_a_warm_started_solver(tmp_path):
-    warm = lambda: hl.solvers.ConjugateGradient(iterations=2, warm_start=True, on_nonconvergence="ignore")  # noqa: E731
-    model, weights, problem, schedule = build(s1_steps=3, s2_steps=5, solver_s2=warm())
-    hl.Engine(problem, schedule).run()
-    reference = flat_state(model, weights).clone()
-    model, weights, problem, schedule = build(s1_steps=3, s2_steps=5, solver_s2=warm())
-    hl.Engine(problem, schedule, checkpoint_dir=tmp_path).run(stop_after=6)
-    model, weights, problem, schedule = build(s1_steps=3, s2_steps=5, solver_s2=warm())
-    hl.Engine(problem, schedule).run(resume=tmp_path / "last.pt")
-    assert torch.equal(flat_state(model, weights), reference)
+    def kwargs():
+        warm = hl.solvers.ConjugateGradient(iterations=2, warm_start=True, on_nonconvergence="ignore")
+        return {"s1_steps": 3, "s2_steps": 5, "solver_s2": warm}
+
+    assert _stopped_and_resumed_equals_uninterrupted(tmp_path, 6, kwargs)
