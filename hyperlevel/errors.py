@@ -27,5 +27,28 @@ class ConvergenceError(HyperlevelError, RuntimeError):
     """A solver stopped short of its tolerance and was told to raise (``on_nonconvergence="raise"``)."""
 
 
-class ConvergenceWarning(UserWarning):
+class InnerOptimalityError(HyperlevelError, RuntimeError):
+    """The inner point is not stationary although the solver's target assumes it is, and the solver was told to
+    raise (``on_nonstationary="raise"``)."""
+
+
+class HyperlevelWarning(UserWarning):
+    """Base class of every warning issued by hyperlevel (filter them all with this category)."""
+
+
+class ConvergenceWarning(HyperlevelWarning):
     """A solver stopped short of its tolerance; the result is an approximation worse than requested."""
+
+
+class InnerOptimalityWarning(HyperlevelWarning):
+    """The inner point is not stationary, but the solver computes a quantity defined at a stationary point (the
+    implicit hypergradient): the result may be far from the true hypergradient."""
+
+
+class DivergenceWarning(HyperlevelWarning):
+    """Unrolled or finite-difference inner steps blew up (the inner loss grew): the result is finite but
+    meaningless; the step size is too large for the inner loss."""
+
+
+class SkippedStepsWarning(HyperlevelWarning):
+    """An engine run skipped steps because of non-finite values (``on_nonfinite="skip"``)."""

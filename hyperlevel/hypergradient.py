@@ -8,9 +8,12 @@ import torch
 from torch import Tensor
 
 from ._flat import flatten, leaves
+from .composable import composable_hypergradient, inside_transform
 from .errors import InvalidProblemError, SolverDivergedError
+from .optimality import STATIONARITY_TOL, relative_stationarity, report_stationarity
 from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
 from .solvers.implicit import ConjugateGradient
+from .solvers.unrolled import Unrolled
 from .validation import check_loss, check_params, check_same_dtype
 
 
@@ -22,6 +25,7 @@ def hypergradient(
     solver: Solver | None = None,
     *,
     return_info: bool = False,
+    differentiable: bool = False,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], SolverInfo]:
     r"""Gradient of the outer loss with respect to the outer parameters through the inner best response.
 
@@ -41,10 +45,19 @@ def hypergradient(
         inner_params: dict of name -> tensor at (or near) a minimiser of ``inner_loss``.
         solver: default ``ConjugateGradient(iterations=50)``.
         return_info: also return a :class:`~hyperlevel.solvers.SolverInfo` (iterations, final residual, ...).
+            Not available inside ``torch.func`` transforms (diagnostics need host values).
+        differentiable: keep the autograd graph, so that the result can be differentiated again with respect to
+            the outer and the inner parameters (hyper-Hessians, meta-meta-learning). Inside ``torch.func``
+            transforms (``vmap``, ``grad``, ``jacrev``, ``jacfwd``) this path is taken without the flag.
 
     Returns:
-        A dict with the keys, shapes and dtype of ``outer_params`` (detached), and the info when asked.
-        The user's tensors are never modified and no ``.grad`` is written.
+        A dict with the keys, shapes and dtype of ``outer_params``, and the info when asked. Without
+        ``differentiable`` the values are detached, and differentiating through them raises an error (rather
+        than silently giving zeros). The user's tensors are never modified and no ``.grad`` is written.
+
+    Checks: implicit solvers measure how stationary the given inner point is and warn
+    (:class:`~hyperlevel.InnerOptimalityWarning`) when it is not; see docs/concepts.md, "When the answer may be
+    wrong".
 
     Example:
         >>> import torch, hyperlevel
@@ -56,11 +69,13 @@ def hypergradient(
         >>> round(g["lam"].item(), 6)
         1.0
     """
-    return _hypergradient(outer_loss, inner_loss, outer_params, inner_params, solver, return_info=return_info)
+    return _hypergradient(outer_loss, inner_loss, outer_params, inner_params, solver, return_info=return_info,
+                          differentiable=differentiable)
 
 
 def _hypergradient(
-    outer_loss, inner_loss, outer_params, inner_params, solver, *, return_info: bool = False, reduce=None
+    outer_loss, inner_loss, outer_params, inner_params, solver, *, return_info: bool = False, reduce=None,
+    differentiable: bool = False,
 ):
     """``hypergradient`` plus the data-parallel ``reduce`` hook the engine passes."""
     if solver is None:
@@ -75,6 +90,10 @@ def _hypergradient(
     check_params(outer_params, "outer_params", finite=False)
     check_params(inner_params, "inner_params", finite=False)
     dtype = check_same_dtype([("outer_params", outer_params), ("inner_params", inner_params)])
+    if differentiable or inside_transform():
+        if reduce is not None:
+            raise InvalidProblemError("differentiable hypergradients do not take a data-parallel reduce")
+        return _differentiable(outer_loss, inner_loss, outer_params, inner_params, solver, dtype, return_info)
     outer = leaves(outer_params)
     inner = leaves(inner_params)
     try:
@@ -89,6 +108,74 @@ def _hypergradient(
         _diagnose_nonfinite(outer_loss, inner_loss, outer_params, inner_params, flat, info)
     result = {name: g.detach().to(dtype).reshape(ref.shape) for (name, ref), g in zip(outer_params.items(), flat)}
     report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
+    _report_stationarity(info, solver)
+    result = _guard_detached(result, outer_params, inner_params)
+    return (result, info) if return_info else result
+
+
+def _report_stationarity(info: SolverInfo, solver: Solver) -> None:
+    report_stationarity(
+        info.stationarity, info.inner_gradient_norm, solver=info.solver,
+        policy=getattr(solver, "on_nonstationary", "warn"), tol=getattr(solver, "stationarity_tol", STATIONARITY_TOL),
+        where="the given inner point", stacklevel=5,
+    )
+
+
+class _NotDifferentiable(torch.autograd.Function):
+    """Passes a detached hypergradient through, and raises when something differentiates through it: without
+    this node, ``torch.autograd.functional.jacobian`` of a detached result silently returns zeros."""
+
+    @staticmethod
+    def forward(ctx, value: Tensor, *inputs: Tensor) -> Tensor:  # type: ignore[override]
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[override]
+        raise InvalidProblemError(
+            "hyperlevel.hypergradient(...) returned a detached result, and something differentiated through it; "
+            "pass differentiable=True to keep the autograd graph (or call it inside torch.func.grad / jacrev / "
+            "jacfwd / vmap, where that path is taken automatically)"
+        )
+
+
+def _guard_detached(result: dict[str, Tensor], *param_sets: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Attach :class:`_NotDifferentiable` when the inputs are tracked by autograd (else return ``result``)."""
+    if not torch.is_grad_enabled():
+        return result
+    tracked = [t for ps in param_sets for t in ps.values() if t.requires_grad]
+    if not tracked:
+        return result
+    return {k: _NotDifferentiable.apply(v, *tracked) for k, v in result.items()}
+
+
+def _differentiable(outer_loss, inner_loss, outer_params, inner_params, solver, dtype, return_info):
+    """The transform-friendly path (:mod:`hyperlevel.composable`): traced, batchable, differentiable."""
+    transformed = inside_transform()
+    if return_info and transformed:
+        raise InvalidProblemError(
+            "return_info is not available inside torch.func transforms: the diagnostics are host values, which a "
+            "vmapped or differentiated function cannot produce; call hyperlevel.hypergradient once outside the "
+            "transform to inspect them"
+        )
+    result, diag = composable_hypergradient(outer_loss, inner_loss, outer_params, inner_params, solver)
+    result = {name: result[name].to(dtype).reshape(ref.shape) for name, ref in outer_params.items()}
+    if transformed:
+        return result
+    info = SolverInfo(solver=type(solver).__name__, message="differentiable path (torch.func)")
+    if "residual" in diag:
+        info.iterations = solver.iterations  # type: ignore[attr-defined]
+        info.residual = float(diag["residual"])
+        info.converged = info.residual <= solver.resolved_tol(diag["residual"])  # type: ignore[attr-defined]
+        info.inner_gradient_norm, info.stationarity = relative_stationarity(
+            diag["inner_gradient"].detach(), diag["hessian_times_point"].detach()
+        )
+    elif isinstance(solver, Unrolled):
+        info.iterations = solver.steps
+    flat = flatten([g.detach().reshape(-1) for g in result.values()])
+    if not bool(torch.isfinite(flat).all()):
+        _diagnose_nonfinite(outer_loss, inner_loss, outer_params, inner_params, list(result.values()), info)
+    report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
+    _report_stationarity(info, solver)
     return (result, info) if return_info else result
 
 

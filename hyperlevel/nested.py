@@ -30,6 +30,7 @@ from ._flat import as_dict, flatten, leaves, unflatten
 from .errors import InvalidProblemError, SolverDivergedError
 from .functional import HessianOperator
 from .hypergradient import hypergradient
+from .optimality import STATIONARITY_TOL, relative_stationarity, report_stationarity
 from .solvers.base import Solver, SolverInfo, report_convergence
 from .solvers.finite_difference import FiniteDifference
 from .solvers.first_order import FirstOrder
@@ -66,6 +67,10 @@ class LevelInfo:
     residual: float = 0.0
     converged: bool = True
     message: str = ""
+    #: ``||Gamma_level||`` (the total gradient of the level's reduced objective) at the given point
+    inner_gradient_norm: float = math.nan
+    #: its relative stationarity ``||Gamma|| / ||H p - Gamma||`` (:mod:`hyperlevel.optimality`); implicit solvers
+    stationarity: float = math.nan
 
 
 @dataclass
@@ -259,6 +264,16 @@ class _Nested:
             info.message = info.message or lin.message
         return x.detach()
 
+    def measure_stationarity(self) -> None:
+        """Each lower level's total stationarity at the given point, from the Hessian operator of its reduced
+        objective (built at the given point, so ``Gamma_k`` is its gradient; one more product per level)."""
+        for k in range(1, self.n):
+            op = self.operator(k)
+            with torch.enable_grad():
+                hp = op(self.base[k])
+            info = self.levels[k]
+            info.inner_gradient_norm, info.stationarity = relative_stationarity(op.grad[0].detach(), hp.detach())
+
     # -- unrolled responses ----------------------------------------------------------------------------------------
     def unrolled(self, k: int, upper: list[Tensor], steps: int, lr: float) -> list[Tensor]:
         """``steps`` gradient steps on ``h_k`` (through the unrolled lower levels) from the given point."""
@@ -363,7 +378,10 @@ def nested_hypergradient(
     with torch.enable_grad():
         if isinstance(solver, ImplicitSolver):
             flat = state.top_gradient(lambda upper: state.respond(1, upper, 1), top)
+            state.measure_stationarity()
             info = state.info(type(solver).__name__)
+            info.stationarity = max(lv.stationarity for lv in info.levels)
+            info.inner_gradient_norm = info.levels[-1].inner_gradient_norm
         elif isinstance(solver, Unrolled):
             if solver.truncate is not None:
                 raise InvalidProblemError(
@@ -388,6 +406,14 @@ def nested_hypergradient(
             raise SolverDivergedError(f"{info.solver}: the nested hypergradient for {name!r} contains NaN or Inf")
         result[name] = g.reshape(ref.shape)
     report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
+    for lv in getattr(info, "levels", []):
+        report_stationarity(
+            lv.stationarity, lv.inner_gradient_norm, solver=f"nested {info.solver}",
+            policy=getattr(solver, "on_nonstationary", "warn"),
+            tol=getattr(solver, "stationarity_tol", STATIONARITY_TOL),
+            where=f"level {lv.level} (params[{lv.level}], with its reduced objective's total gradient through the "
+                  "levels below)",
+        )
     return (result, info) if return_info else result
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from .._flat import Params
-from ..errors import ConvergenceError, ConvergenceWarning
+from ..errors import ConvergenceError, ConvergenceWarning, DivergenceWarning
 
 PairLoss = Callable[[Params, Params], Tensor]
 #: Averages a tensor over data-parallel processes (identity in a single process); see hyperlevel.distributed.
@@ -50,6 +50,15 @@ class SolverInfo:
     #: (inner loss, flat inner gradient) at the given point when the solver computed them anyway (finite
     #: difference): the engine can reuse them for the first inner step (``Phase(reuse_inner_gradient=True)``)
     inner_gradient: tuple[float, Tensor] | None = field(default=None, repr=False)
+    #: ``||grad_w G||`` at the given inner point (``nan`` when the solver did not measure it)
+    inner_gradient_norm: float = math.nan
+    #: relative stationarity of the given inner point, ``||grad_w G|| / ||H w - grad_w G||`` (see
+    #: :func:`hyperlevel.optimality.relative_stationarity`); ``nan`` when the solver's target does not assume a
+    #: stationary inner point (Unrolled, FiniteDifference, FirstOrder)
+    stationarity: float = math.nan
+    #: the solver's own iterations blew up (inner loss or step length grew): the result is meaningless;
+    #: ``converged`` is ``False`` too and ``message`` says what grew
+    diverged: bool = False
 
 
 class Solver(ABC):
@@ -85,8 +94,20 @@ class Solver(ABC):
         return f"{type(self).__name__}({fields})"
 
 
+def check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
+    """Reject an option value outside ``allowed`` (``on_nonconvergence="fail"`` must not pass silently)."""
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {list(allowed)}, got {value!r}")
+
+
 def report_convergence(info: SolverInfo, policy: OnNonconvergence) -> None:
-    """Warn or raise when a solver stopped short of its tolerance; never stay silent unless told to."""
+    """Warn or raise when a solver stopped short of its tolerance; never stay silent unless told to.
+
+    Diverged iterations (``info.diverged``) always warn with :class:`~hyperlevel.DivergenceWarning`: no policy
+    makes a blown-up result acceptable."""
+    if info.diverged:
+        warnings.warn(info.message, DivergenceWarning, stacklevel=4)
+        return
     if info.converged or policy == "ignore":
         return
     text = (
@@ -96,6 +117,27 @@ def report_convergence(info: SolverInfo, policy: OnNonconvergence) -> None:
     if policy == "raise":
         raise ConvergenceError(text)
     warnings.warn(text, ConvergenceWarning, stacklevel=4)
+
+
+def blow_up(first_loss: Tensor, last_loss: Tensor, first_step: Tensor | None = None,
+            last_step: Tensor | None = None, reduce: Reduce | None = None) -> tuple[bool, float, float]:
+    """Whether inner gradient steps diverged: a non-finite loss, a loss that grew (beyond rounding:
+    ``1e-4 |G_0|``), or a last step ten times longer than the first (on a convex problem with a stable step the
+    step length never grows). One host synchronisation; ``(diverged, G_0, G_K)``."""
+    import torch
+
+    parts = [first_loss.detach().reshape(1), last_loss.detach().reshape(1)]
+    if first_step is not None and last_step is not None:
+        parts += [first_step.detach().reshape(1), last_step.detach().reshape(1)]
+    values = torch.cat([t.to(parts[0].dtype) for t in parts])
+    if reduce is not None:
+        values = reduce(values)
+    v = values.tolist()
+    g0, gk = v[0], v[1]
+    grew = not all(math.isfinite(x) for x in v) or gk > g0 + 1e-4 * abs(g0)
+    if len(v) == 4 and v[3] > 10 * v[2] > 0:
+        grew = True
+    return grew, g0, gk
 
 
 def identity(t: Tensor) -> Tensor:

@@ -7,7 +7,8 @@ from torch import Tensor
 
 from .._flat import Params, flatten, unflatten
 from ..functional import check_outer_used, evaluate, grads, inner_gradient, outer_partials
-from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .base import PairLoss, Reduce, Solver, SolverInfo, blow_up, reduce_list
+from .unrolled import divergence_message
 
 
 class FiniteDifference(Solver):
@@ -26,17 +27,21 @@ class FiniteDifference(Solver):
     Args:
         inner_lr: the step of the one-step unrolled inner update (TriCo's ``gamma_l``).
         epsilon: length of the finite-difference probe (DARTS uses 0.01).
+        check_divergence: evaluate the inner loss after the unrolled step (one forward pass, no backward) and
+            report ``converged=False`` with a :class:`~hyperlevel.DivergenceWarning` when the step increased it
+            (``inner_lr`` too large for the inner loss).
     """
 
     method = "finite_difference"
 
-    def __init__(self, inner_lr: float = 1e-2, epsilon: float = 1e-2):
+    def __init__(self, inner_lr: float = 1e-2, epsilon: float = 1e-2, check_divergence: bool = True):
         if inner_lr < 0:
             raise ValueError(f"inner_lr must be >= 0, got {inner_lr}")
         if not epsilon > 0:
             raise ValueError(f"epsilon must be positive, got {epsilon}")
         self.inner_lr = float(inner_lr)
         self.epsilon = float(epsilon)
+        self.check_divergence = bool(check_divergence)
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
@@ -51,6 +56,10 @@ class FiniteDifference(Solver):
             g = reduce(g)
         w_hat = {n: t.detach().requires_grad_() for n, t in zip(names, unflatten(w - self.inner_lr * g, shapes))}
         f_value, direct, d_inner = outer_partials(outer_loss, outer, w_hat)
+        diverged = False
+        if self.check_divergence:  # one forward pass: did the unrolled step increase the inner loss?
+            stepped = evaluate(inner_loss, outer, w_hat, "inner_loss")
+            diverged, g0, g1 = blow_up(g_value, stepped, reduce=reduce)
         v = flatten([torch.zeros_like(p) if d is None else d for d, p in zip(d_inner, shapes, strict=True)])
         if reduce is not None:
             v = reduce(v)
@@ -73,6 +82,12 @@ class FiniteDifference(Solver):
             info.gradient_evals += 2
             info.extra["eps"] = float(eps)
         check_outer_used(outer, direct, coupled if v_norm > 0 else [True] * len(outer))  # type: ignore[list-item]
+        if diverged:
+            info.converged, info.diverged = False, True
+            info.message = divergence_message(
+                f"FiniteDifference(inner_lr={self.inner_lr})", "inner_lr", self.inner_lr, g0, g1, [], inner_loss,
+                outer, inner, reduce,
+            )
         result = []
         for d, c, p in zip(direct, coupled, outer.values(), strict=True):
             r = torch.zeros_like(p) if d is None else d

@@ -10,7 +10,9 @@ product gives the exact hypergradient, whatever path led to ``w*``.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -18,7 +20,9 @@ from torch import Tensor
 from .._flat import Params, flatten
 from ..errors import InvalidProblemError
 from ..functional import HessianOperator, check_outer_used, inner_gradient, outer_partials
-from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from ..optimality import ADVICE, ON_NONSTATIONARY, STATIONARITY_TOL, OnNonstationary, relative_stationarity
+from ..spectral import largest_eigenvalue
+from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, check_choice, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
 
 
@@ -30,7 +34,14 @@ def default_tol(dtype: torch.dtype) -> float:
 class ImplicitSolver(Solver):
     """Shared machinery of the implicit solvers; subclasses only choose the linear solver."""
 
-    def __init__(self, iterations: int, tol: float | None, on_nonconvergence: OnNonconvergence, warm_start: bool):
+    def __init__(self, iterations: int, tol: float | None, on_nonconvergence: OnNonconvergence, warm_start: bool,
+                 on_nonstationary: OnNonstationary = "warn", stationarity_tol: float = STATIONARITY_TOL):
+        check_choice("on_nonconvergence", on_nonconvergence, ("warn", "raise", "ignore"))
+        check_choice("on_nonstationary", on_nonstationary, ON_NONSTATIONARY)
+        if not stationarity_tol > 0:
+            raise ValueError(f"stationarity_tol must be positive, got {stationarity_tol}")
+        self.on_nonstationary: OnNonstationary = on_nonstationary
+        self.stationarity_tol = float(stationarity_tol)
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if tol is not None and tol <= 0:
@@ -65,12 +76,15 @@ class ImplicitSolver(Solver):
             x, lin = self.linear_solve(hessian, b)
         if lin.indefinite and self.on_nonconvergence != "ignore":
             raise InvalidProblemError(
-                f"{type(self).__name__}: {lin.message}. The implicit hypergradient needs a strict local minimum "
-                "of the inner loss; converge the inner problem further, add curvature (regularisation), or use "
-                "Neumann/Unrolled, or pass on_nonconvergence='ignore' to accept the truncated solve"
+                f"{type(self).__name__}: {lin.message}. The implicit hypergradient is defined at a strict local "
+                "minimum of the inner loss, and no linear solver (Neumann included: its series diverges on a "
+                "negative eigenvalue) fixes a point that is not one: solve the inner problem to a minimum (e.g. "
+                "hyperlevel.solve_inner), add curvature (regularisation) if the inner loss has none, or use "
+                "Unrolled / FiniteDifference, whose targets are defined at any inner point"
             )
         if self.warm_start:
             self._previous = x.detach()
+        g_norm, stationarity = self._stationarity(grad_w, inner, hessian, reduce)
         mixed = hessian.mixed(outer, x)
         check_outer_used(outer, direct, list(mixed))
         result = []
@@ -84,11 +98,24 @@ class ImplicitSolver(Solver):
             residual=lin.residual,
             converged=lin.converged,
             gradient_evals=2,
-            hvp_evals=lin.matvecs + 1,
+            hvp_evals=lin.matvecs + 2,
             message=lin.message,
             outer_loss=float(f_value.detach()),
+            inner_gradient_norm=g_norm,
+            stationarity=stationarity,
         )
         return result, info
+
+    @staticmethod
+    def _stationarity(grad_w, inner: Params, hessian: HessianOperator, reduce: Reduce | None) -> tuple[float, float]:
+        """``(||g||, relative stationarity)`` at the given point (one Hessian-vector product; the graph stays)."""
+        with torch.no_grad():
+            g = flatten([t.detach() for t in grad_w])
+            w = flatten([t.detach() for t in inner.values()])
+        hw = hessian(w)
+        if reduce is not None:
+            g, hw = reduce(g), reduce(hw)
+        return relative_stationarity(g, hw.detach())
 
     def resolved_tol(self, b: Tensor) -> float:
         return self.tol if self.tol is not None else default_tol(b.dtype)
@@ -106,7 +133,12 @@ class ConjugateGradient(ImplicitSolver):
         iterations: maximal CG iterations.
         tol: relative residual ``||H x - b|| / ||b||`` at which to stop (default 1e-10 in float64, 1e-5 else).
         on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` when the tolerance is not reached.
+            ``"ignore"`` also accepts a solve truncated at non-positive curvature (otherwise an error): the result
+            is then not the implicit hypergradient, and ``info.converged`` is ``False``.
         warm_start: start CG from the previous call's solution (useful inside a training loop).
+        on_nonstationary: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` when the given inner point is not
+            stationary (relative stationarity above ``stationarity_tol``; see :mod:`hyperlevel.optimality`).
+        stationarity_tol: the threshold of that check (default 1e-3).
     """
 
     method = "cg"
@@ -117,8 +149,10 @@ class ConjugateGradient(ImplicitSolver):
         tol: float | None = None,
         on_nonconvergence: OnNonconvergence = "warn",
         warm_start: bool = False,
+        on_nonstationary: OnNonstationary = "warn",
+        stationarity_tol: float = STATIONARITY_TOL,
     ):
-        super().__init__(iterations, tol, on_nonconvergence, warm_start)
+        super().__init__(iterations, tol, on_nonconvergence, warm_start, on_nonstationary, stationarity_tol)
 
     def linear_solve(self, matvec, b):
         x0 = self._previous if self.warm_start and self._previous is not None else None
@@ -143,8 +177,13 @@ class Neumann(ImplicitSolver):
     Args:
         iterations: number of series terms ``K``.
         alpha: step of the series; must satisfy ``alpha < 2 / lambda_max`` (the solver raises when it diverges).
+            ``"auto"`` estimates ``lambda_max`` by power iteration on Hessian-vector products at every call
+            (:func:`hyperlevel.spectral.largest_eigenvalue`, ``power_iterations`` products) and uses
+            ``alpha = 1 / lambda_max``, safe while the estimate is within a factor 2 of the truth.
         tol: relative residual at which to stop early (default 1e-10 in float64, 1e-5 else).
         on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"``.
+        on_nonstationary, stationarity_tol: as for :class:`ConjugateGradient`.
+        power_iterations: the products spent on the estimate when ``alpha="auto"``.
     """
 
     method = "neumann"
@@ -152,20 +191,59 @@ class Neumann(ImplicitSolver):
     def __init__(
         self,
         iterations: int = 100,
-        alpha: float = 0.01,
+        alpha: float | Literal["auto"] = 0.01,
         tol: float | None = None,
         on_nonconvergence: OnNonconvergence = "warn",
+        on_nonstationary: OnNonstationary = "warn",
+        stationarity_tol: float = STATIONARITY_TOL,
+        power_iterations: int = 30,
     ):
-        if not alpha > 0:
+        if isinstance(alpha, str):
+            if alpha != "auto":
+                raise ValueError(f"alpha must be a positive number or 'auto', got {alpha!r}")
+        elif not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha}")
-        super().__init__(iterations, tol, on_nonconvergence, warm_start=False)
-        self.alpha = float(alpha)
+        if power_iterations < 1:
+            raise ValueError(f"power_iterations must be >= 1, got {power_iterations}")
+        super().__init__(iterations, tol, on_nonconvergence, False, on_nonstationary, stationarity_tol)
+        self.alpha: float | str = alpha if isinstance(alpha, str) else float(alpha)
+        self.power_iterations = int(power_iterations)
+        #: the step used by the last solve (the estimate when ``alpha="auto"``)
+        self.last_alpha: float = math.nan if isinstance(alpha, str) else float(alpha)
+
+    def resolve_alpha(self, matvec, b: Tensor) -> float:
+        """The series step: ``alpha`` itself, or ``1 / lambda_max`` estimated by power iteration."""
+        if self.alpha != "auto":
+            return float(self.alpha)
+        estimate = largest_eigenvalue(matvec, b, iterations=self.power_iterations)
+        if not estimate.value > 0:
+            raise InvalidProblemError(
+                f"Neumann(alpha='auto'): the inner Hessian's dominant eigenvalue is {estimate.value:.3e} <= 0: the "
+                f"inner point is not a minimum and no alpha makes the series converge; {ADVICE}"
+            )
+        return 1.0 / estimate.value
 
     def linear_solve(self, matvec, b):
-        return neumann_series(
-            matvec, b, iterations=self.iterations, alpha=self.alpha, tol=self.resolved_tol(b),
-            solver_name=f"Neumann(alpha={self.alpha})",
+        counted = _CountingMatVec(matvec)
+        alpha = self.resolve_alpha(counted, b)
+        self.last_alpha = alpha
+        x, lin = neumann_series(
+            matvec, b, iterations=self.iterations, alpha=alpha, tol=self.resolved_tol(b),
+            solver_name=f"Neumann(alpha={self.alpha if self.alpha == 'auto' else alpha})",
         )
+        lin.matvecs += counted.calls
+        return x, lin
+
+
+class _CountingMatVec:
+    """A matvec that counts its calls (the power iteration's products are part of the solver's cost)."""
+
+    def __init__(self, matvec):
+        self.matvec, self.calls = matvec, 0
+
+    def __call__(self, v: Tensor) -> Tensor:
+        self.calls += 1
+        return self.matvec(v)
 
 
 __all__ = ["ConjugateGradient", "Neumann", "ImplicitSolver", "InvalidProblemError"]

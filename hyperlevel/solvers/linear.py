@@ -97,6 +97,29 @@ def conjugate_gradient(
     return x, LinearSolveInfo(k, residual, converged, matvecs, message, indefinite=bool(message))
 
 
+def _divergence_cause(matvec: MatVec, term: Tensor, alpha: float) -> str:
+    """Why a Neumann series diverged, from the curvature along its (dominant) diverging term.
+
+    The term grows along the eigenvector with the largest ``|1 - alpha lambda|``: a negative curvature there means
+    an indefinite Hessian, which no step fixes; a positive one is ``lambda_max``, which gives a safe step.
+    """
+    if not _finite(term):
+        return f"alpha={alpha} exceeds 2 / lambda_max of the inner Hessian: lower alpha (or pass alpha='auto')"
+    unit = term / torch.linalg.vector_norm(term)
+    curvature = float(torch.dot(unit, matvec(unit)))
+    if curvature < 0:
+        return (
+            f"the inner Hessian has negative curvature {curvature:.3e} along the diverging direction: the inner "
+            "point is not a minimum, and no alpha makes the series converge (lowering it does not help). Solve "
+            "the inner problem to a minimum (e.g. hyperlevel.solve_inner), or use Unrolled / FiniteDifference, "
+            "whose targets are defined at any inner point"
+        )
+    return (
+        f"alpha={alpha} exceeds 2 / lambda_max of the inner Hessian (lambda_max is about {curvature:.3e}): lower "
+        f"alpha below {2 / curvature:.3e}, e.g. alpha={1 / curvature:.3e}, or pass alpha='auto'"
+    )
+
+
 def neumann_series(
     matvec: MatVec,
     b: Tensor,
@@ -131,7 +154,7 @@ def neumann_series(
         if not _finite(term_norm) or term_norm > 1e8 * b_norm:
             raise SolverDivergedError(
                 f"{solver_name}: the series term grew to {term_norm.item():.3e} (from {b_norm.item():.3e}) at "
-                f"iteration {k}; alpha={alpha} exceeds 2 / lambda_max of the inner Hessian: lower alpha"
+                f"iteration {k}; {_divergence_cause(matvec, term, alpha)}"
             )
         if term_norm <= tol * b_norm:
             break

@@ -5,10 +5,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._flat import Params
+from .._flat import Params, flatten
 from ..errors import InvalidProblemError
 from ..functional import check_outer_used, evaluate, grads
-from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .base import PairLoss, Reduce, Solver, SolverInfo, blow_up, reduce_list
+
+
+def divergence_message(solver: str, option: str, lr: float, g0: float, gk: float, step_norms, inner_loss,
+                       outer: Params, inner: Params, reduce: Reduce | None) -> str:
+    """What grew, and a step size that would not diverge (from the Hessian's largest eigenvalue at the start)."""
+    steps = ""
+    if len(step_norms) == 2:
+        steps = f", step length {float(step_norms[0]):.3e} -> {float(step_norms[1]):.3e}"
+    text = (
+        f"{solver}: the inner gradient steps diverged (inner loss {g0:.3e} -> {gk:.3e}{steps}); the result is the "
+        f"gradient through blown-up iterates, not a hypergradient. Lower {option}"
+    )
+    if reduce is None:
+        from ..spectral import hessian_largest_eigenvalue
+
+        try:
+            lam = hessian_largest_eigenvalue(inner_loss, outer, inner, iterations=20).value
+        except Exception:  # noqa: BLE001 - advice only; the warning must still be issued
+            lam = float("nan")
+        if lam > 0:
+            return f"{text} below 2 / lambda_max = {2 / lam:.3e} (lambda_max of the inner Hessian is about {lam:.3e})"
+    return f"{text} below 2 / lambda_max of the inner Hessian (hyperlevel.spectral.hessian_largest_eigenvalue)"
 
 
 class Unrolled(Solver):
@@ -48,9 +70,12 @@ class Unrolled(Solver):
         names = list(inner)
         w = dict(inner)
         differentiated = self.steps if self.truncate is None else self.truncate
+        first_loss, step_norms = None, []
         for t in range(self.steps):
             track = t >= self.steps - differentiated
             value = evaluate(inner_loss, outer, w, "inner_loss")
+            if first_loss is None:
+                first_loss = value.detach()
             gs = grads(value, w, create_graph=track)
             if reduce is not None and all(g is not None for g in gs):
                 # a differentiated step needs an autograd-aware average (MeanReduce.differentiable)
@@ -59,6 +84,8 @@ class Unrolled(Solver):
             missing = [n for n, g in zip(names, gs, strict=True) if g is None]
             if missing:
                 raise InvalidProblemError(f"inner parameters {missing} do not influence inner_loss")
+            if t in (0, self.steps - 1):
+                step_norms.append(self.inner_lr * flatten([g.detach().reshape(-1) for g in gs]).norm())
             if track:
                 w = {n: p - self.inner_lr * g for n, p, g in zip(names, w.values(), gs, strict=True)}
             else:
@@ -74,4 +101,12 @@ class Unrolled(Solver):
             solver=type(self).__name__, iterations=self.steps, gradient_evals=self.steps + 1, hvp_evals=differentiated,
             outer_loss=float(value.detach()),
         )
+        last_loss = evaluate(inner_loss, outer, {n: p.detach().requires_grad_() for n, p in w.items()}, "inner_loss")
+        diverged, g0, gk = blow_up(first_loss, last_loss, step_norms[0], step_norms[-1], reduce)
+        if diverged:
+            info.converged, info.diverged = False, True
+            info.message = divergence_message(
+                f"Unrolled(steps={self.steps}, inner_lr={self.inner_lr})", "inner_lr", self.inner_lr, g0, gk,
+                step_norms, inner_loss, outer, inner, reduce,
+            )
         return out, info
