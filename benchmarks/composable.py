@@ -33,6 +33,7 @@ def _ridge():
     spec = importlib.util.spec_from_file_location("_test_problems", Path(__file__).resolve().parents[1] / "tests"
                                                   / "_problems.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module.Ridge
 

@@ -1,18 +1,24 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, solvers, testing
+from . import checkpoint, distributed, optimality, solvers, spectral, testing
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
 from .errors import (
     ConvergenceError,
     ConvergenceWarning,
+    DivergenceWarning,
     HyperlevelError,
+    HyperlevelWarning,
+    InnerOptimalityError,
+    InnerOptimalityWarning,
     InvalidProblemError,
     NonFiniteError,
+    SkippedStepsWarning,
     SolverDivergedError,
 )
 from .hypergradient import hypergradient
+from .inner import InnerSolveInfo, solve_inner
 from .level import Level, adam, prefixed, sgd
 from .nested import nested_hypergradient
 from .problem import Problem
@@ -28,8 +34,13 @@ __all__ = [
     "Converged",
     "ConvergenceError",
     "ConvergenceWarning",
+    "DivergenceWarning",
     "Engine",
     "HyperlevelError",
+    "HyperlevelWarning",
+    "InnerOptimalityError",
+    "InnerOptimalityWarning",
+    "InnerSolveInfo",
     "InvalidProblemError",
     "Level",
     "LossWeights",
@@ -40,6 +51,7 @@ __all__ = [
     "ResumableLoader",
     "RunSummary",
     "Schedule",
+    "SkippedStepsWarning",
     "SolverDivergedError",
     "SolverInfo",
     "StepRecord",
@@ -50,8 +62,11 @@ __all__ = [
     "distributed",
     "hypergradient",
     "nested_hypergradient",
+    "optimality",
     "prefixed",
     "sgd",
+    "solve_inner",
     "solvers",
+    "spectral",
     "testing",
 ]
