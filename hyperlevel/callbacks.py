@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +16,58 @@ log = logging.getLogger("hyperlevel")
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over all phases' maximal steps, showing the phase, losses and (if any) loss weights.
+    """A tqdm bar over all phases' maximal steps when the output is a terminal; plain lines otherwise.
 
-    tqdm is optional for the core: without it, a line is logged every ``print_every`` steps.
+    A bar redraws itself with carriage returns, which is right on a terminal and wrong in a redirected log (every
+    redraw becomes bytes in the file). So the bar is used only when tqdm is installed and ``file`` is a terminal;
+    otherwise one line (step, phase, losses, loss weights) is printed every ``print_every`` steps.
+
+    Args:
+        print_every: steps between lines in non-interactive mode (>= 1).
+        leave: keep the bar after the run.
+        file: where to write (default ``sys.stderr``).
+        interactive: force the bar (``True``) or the lines (``False``); default: whether ``file`` is a terminal.
+        **tqdm_kwargs: passed to tqdm.
     """
 
-    def __init__(self, print_every: int = 50, leave: bool = True, **tqdm_kwargs: Any):
+    def __init__(self, print_every: int = 50, leave: bool = True, file: Any = None,
+                 interactive: bool | None = None, **tqdm_kwargs: Any):
+        if not isinstance(print_every, int) or print_every < 1:
+            raise ValueError(f"print_every must be an integer >= 1, got {print_every!r}")
         self.print_every = print_every
         self.leave = leave
+        self.file = file
+        self.interactive = interactive
         self.tqdm_kwargs = tqdm_kwargs
         self._bar: Any = None
 
+    def _stream(self) -> Any:
+        return self.file if self.file is not None else sys.stderr
+
+    def _print(self, text: str) -> None:
+        print(text, file=self._stream(), flush=True)
+
     def on_run_start(self, engine: Engine) -> None:
         total = sum(p.max_steps for p in engine.schedule.phases)
+        interactive = self.interactive
+        if interactive is None:
+            isatty = getattr(self._stream(), "isatty", None)
+            interactive = bool(isatty is not None and isatty())
+        self._bar = None
+        if not interactive:
+            return
         try:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover - exercised only without tqdm
-            self._bar = None
             return
         self._bar = tqdm(total=total, initial=engine.global_step, leave=self.leave, dynamic_ncols=True,
-                         **self.tqdm_kwargs)
+                         file=self._stream(), **self.tqdm_kwargs)
 
     def on_phase_start(self, engine: Engine, phase: Phase) -> None:
         if self._bar is not None:
             self._bar.set_description(phase.name)
         else:
-            log.info("phase %s starts at step %d", phase.name, engine.global_step)
+            self._print(f"phase {phase.name} starts at step {engine.global_step}")
 
     def on_step_end(self, engine: Engine, record: StepRecord) -> None:
         info = {"outer": record.outer_loss, "inner": record.inner_loss}
@@ -52,7 +79,8 @@ class ProgressBar(Callback):
             self._bar.set_postfix(shown, refresh=False)
             self._bar.update(1)
         elif record.step % self.print_every == 0:
-            log.info("step %d [%s] %s", record.step, record.phase, shown)
+            text = " ".join(f"{k}={v}" for k, v in shown.items())
+            self._print(f"step {record.step} [{record.phase}] {text}{' (skipped)' if record.skipped else ''}")
 
     def on_phase_end(self, engine: Engine, phase: Phase) -> None:
         if self._bar is not None:  # a phase that converged early skips the rest of its budget

@@ -6,6 +6,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,13 @@ from torch import Tensor
 
 from . import checkpoint as ckpt
 from ._flat import flatten, unflatten
-from .errors import HyperlevelError, InvalidProblemError, NonFiniteError, SolverDivergedError
+from .errors import (
+    HyperlevelError,
+    InvalidProblemError,
+    NonFiniteError,
+    SkippedStepsWarning,
+    SolverDivergedError,
+)
 from .hypergradient import _hypergradient
 from .level import Level, adam
 from .problem import Problem
@@ -124,6 +131,9 @@ class Engine:
             raise InvalidProblemError("nested phases do not take a data-parallel reduce yet; run them in one process")
         if checkpoint_every and checkpoint_dir is None:
             raise InvalidProblemError("checkpoint_every needs a checkpoint_dir")
+        for what, value in (("checkpoint_every", checkpoint_every), ("keep_checkpoints", keep_checkpoints)):
+            if not isinstance(value, int) or value < 0:
+                raise InvalidProblemError(f"{what} must be an integer >= 0, got {value!r}")
         self.problem = problem
         self.schedule = schedule
         self.callbacks = list(callbacks)
@@ -143,6 +153,10 @@ class Engine:
         self._schedulers: dict[str, Any] = {}
         self._pending_optimizer_state: dict[str, Any] | None = None
         self._stop_requested = False
+        #: the last phase's state when it ended by its step budget, so that a finished run resumed with a larger
+        #: ``max_steps`` continues exactly (as if the budget had been larger from the start)
+        self._final_phase: dict[str, Any] | None = None
+        self._first_skip: str | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -166,6 +180,7 @@ class Engine:
             "data": {lv.name: lv.data_state() for lv in self.problem.levels},
             "solvers": {p.name: p.solver.state_dict() for p in self.schedule.phases},
             "rng": ckpt.rng_state(),
+            "final_phase": self._final_phase,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -196,6 +211,20 @@ class Engine:
         ckpt.set_rng_state(state["rng"])
         self._optimizers, self._schedulers = {}, {}
         self._pending_optimizer_state = {"optimizers": state["optimizers"], "schedulers": state["schedulers"]}
+        self._final_phase = state.get("final_phase")
+        self._continue_finished_run()
+
+    def _continue_finished_run(self) -> None:
+        """A finished run whose last phase ended at its step budget continues when that budget grew."""
+        final = self._final_phase
+        if self.phase is not None or final is None:
+            return
+        last = self.schedule.phases[-1]
+        if final["phase_name"] != last.name or final["phase_step"] >= last.max_steps:
+            return
+        self.phase_index, self.phase_step = len(self.schedule) - 1, int(final["phase_step"])
+        self._pending_optimizer_state = {"optimizers": final["optimizers"], "schedulers": final["schedulers"]}
+        self._final_phase = None
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
         if not self.is_main_process:
@@ -257,6 +286,12 @@ class Engine:
                 self._call("on_step_end", record)
                 if done:
                     self._call("on_phase_end", phase)
+                    if self.phase_index == len(self.schedule) - 1 and not record.converged:
+                        self._final_phase = {
+                            "phase_name": phase.name, "phase_step": self.phase_step,
+                            "optimizers": {k: o.state_dict() for k, o in self._optimizers.items()},
+                            "schedulers": {k: sc.state_dict() for k, sc in self._schedulers.items()},
+                        }
                     self.phase_index += 1
                     self.phase_step = 0
                     self._optimizers, self._schedulers = {}, {}
@@ -273,6 +308,13 @@ class Engine:
         path = self.save_checkpoint()
         summary = RunSummary(status, self.global_step, self.phase.name if self.phase else None,
                              self.skipped_steps, path)
+        if self.skipped_steps:
+            warnings.warn(
+                f"{self.skipped_steps} of {self.global_step} steps were skipped because of non-finite values "
+                f"(on_nonfinite='skip'); the first: {self._first_skip or 'before this resume'}. A run that skips "
+                "many steps trains on few: lower the learning rates or the solver's step (inner_lr, alpha)",
+                SkippedStepsWarning, stacklevel=2,
+            )
         self._call("on_run_end", summary)
         return summary
 
@@ -344,6 +386,14 @@ class Engine:
                 raise type(err)(f"step {self.global_step + 1} (phase {phase.name!r}): {err}") from err
             self.skipped_steps += 1
             record.skipped = True
+            if self._first_skip is None:
+                self._first_skip = f"step {self.global_step + 1} (phase {phase.name!r}): {err}"
+        except Exception as err:
+            note = getattr(err, "add_note", None)
+            if note is not None:  # Python >= 3.11: keep the error's type, say where it happened
+                note(f"(hyperlevel engine: step {self.global_step + 1}, phase {phase.name!r}, levels outer="
+                     f"{list(phase.outer)} inner={list(phase.inner)})")
+            raise
         for name, sched in self._schedulers.items():
             del name
             sched.step()

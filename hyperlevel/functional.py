@@ -23,7 +23,25 @@ PairLoss = Callable[[Params, Params], Tensor]
 def evaluate(loss: PairLoss, outer: Params, inner: Params, what: str) -> Tensor:
     """Call a two-argument loss and check that it is a scalar with a graph (finiteness is checked once, on the
     solver's result: ``hyperlevel.hypergradient``)."""
-    return check_loss(loss(outer, inner), what, finite=False)
+    try:
+        value = loss(outer, inner)
+    except KeyError as err:
+        raise _key_error(err, what, outer, inner) from err
+    return check_loss(value, what, finite=False)
+
+
+def _key_error(err: KeyError, what: str, outer: Params, inner: Params) -> InvalidProblemError:
+    """A loss looked up a name its dict does not have: most often the two arguments are swapped."""
+    key = err.args[0] if err.args else None
+    swapped = ""
+    if key in outer and key not in inner:
+        swapped = f" {key!r} is an outer parameter: does {what} take (inner, outer) instead of (outer, inner)?"
+    elif key in inner and key not in outer:
+        swapped = f" {key!r} is an inner parameter: does {what} take (inner, outer) instead of (outer, inner)?"
+    return InvalidProblemError(
+        f"{what} raised KeyError({key!r}). Losses are called as {what}(outer_params, inner_params) with outer "
+        f"keys {list(outer)} and inner keys {list(inner)}.{swapped}"
+    )
 
 
 def grads(

@@ -90,6 +90,13 @@ def _hypergradient(
     check_params(outer_params, "outer_params", finite=False)
     check_params(inner_params, "inner_params", finite=False)
     dtype = check_same_dtype([("outer_params", outer_params), ("inner_params", inner_params)])
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if compiling is not None and compiling():
+        raise InvalidProblemError(
+            "hyperlevel.hypergradient cannot be traced by torch.compile: it differentiates twice "
+            "(torch.autograd.grad with create_graph=True), which compiled graphs do not support. Call it outside "
+            "the compiled function (e.g. wrap it with torch.compiler.disable), or batch with torch.func.vmap"
+        )
     if differentiable or inside_transform():
         if reduce is not None:
             raise InvalidProblemError("differentiable hypergradients do not take a data-parallel reduce")

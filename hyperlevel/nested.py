@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ._flat import as_dict, flatten, leaves, unflatten
+from .composable import inside_transform
 from .errors import InvalidProblemError, SolverDivergedError
 from .functional import HessianOperator
 from .hypergradient import hypergradient
@@ -119,8 +120,9 @@ def _validate(losses: object, params: object, solver: object) -> tuple[list[Loss
     for k, fn in enumerate(losses):
         if not callable(fn):
             raise InvalidProblemError(f"losses[{k}] must be callable(*params) -> scalar tensor")
+    transformed = inside_transform()
     for k, p in enumerate(params):
-        check_params(p, f"params[{k}]")
+        check_params(p, f"params[{k}]", finite=not transformed)  # no host values inside torch.func
     check_same_dtype([(f"params[{k}]", p) for k, p in enumerate(params)])
     if not isinstance(solver, Solver):
         raise InvalidProblemError(
@@ -324,6 +326,7 @@ def nested_hypergradient(
     solver: Solver | None = None,
     *,
     return_info: bool = False,
+    differentiable: bool = False,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], SolverInfo]:
     r"""Total derivative of the top loss through the nested best responses of ``N >= 2`` levels.
 
@@ -350,6 +353,8 @@ def nested_hypergradient(
         solver: default ``ConjugateGradient(iterations=50)``.
         return_info: also return the solver info (a :class:`NestedSolverInfo` with per-level figures for
             ``N > 2``).
+        differentiable: keep the autograd graph (``N = 2`` only, as :func:`hyperlevel.hypergradient`); two-level
+            problems also run inside ``torch.func`` transforms, ``N > 2`` raises there.
 
     Returns:
         A dict with the keys, shapes and dtype of ``params[0]`` (detached), and the info when asked. The user's
@@ -359,13 +364,26 @@ def nested_hypergradient(
         solver = ConjugateGradient(iterations=50)
     losses, params = _validate(losses, params, solver)
     dtype = next(iter(params[0].values())).dtype
-    with torch.enable_grad():
-        _check_usage(losses, params)
     n = len(losses)
+    transformed = inside_transform()
+    if transformed and n > 2:
+        raise InvalidProblemError(
+            f"nested_hypergradient with {n} levels does not run inside torch.func transforms yet (its chord-step "
+            "responses use autograd functions with host-side solves); two-level problems do. Outside transforms, "
+            "loop over the batch"
+        )
+    if not transformed:
+        with torch.enable_grad():
+            _check_usage(losses, params)
     if n == 2:
         f, g = losses
         return hypergradient(lambda o, i: f(o, i), lambda o, i: g(o, i), params[0], params[1], solver,
-                             return_info=return_info)
+                             return_info=return_info, differentiable=differentiable)
+    if differentiable:
+        raise InvalidProblemError(
+            f"differentiable=True is available for two-level problems only (got {n} levels); the nested solver's "
+            "result is detached"
+        )
     if isinstance(solver, FiniteDifference):
         raise InvalidProblemError(
             f"FiniteDifference approximates a bilevel (two-level) hypergradient, the DARTS one-step quantity; it has "

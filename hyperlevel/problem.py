@@ -14,6 +14,26 @@ from .level import Level
 Params = dict[str, dict[str, Tensor]]
 
 
+def call_objective(level: Level, params: Mapping[str, Mapping[str, Tensor]], batch: Any) -> Any:
+    """``level.objective(params, batch)``, with the usual mistakes explained: a level without data (the batch is
+    ``None``) and an objective that looks up a parameter or level that is not there."""
+    try:
+        return level.objective(params, batch)
+    except (TypeError, KeyError, IndexError, AttributeError) as err:
+        if batch is None and level.data is None:
+            raise InvalidProblemError(
+                f"the objective of level {level.name!r} failed ({type(err).__name__}: {err}) and its batch is None: "
+                f"the level has no data. Pass data=... (an iterable of batches, e.g. hyperlevel.ResumableLoader) "
+                f"to Level({level.name!r}, ...), or make the objective ignore its batch"
+            ) from err
+        if isinstance(err, KeyError):
+            raise InvalidProblemError(
+                f"the objective of level {level.name!r} raised KeyError({err}); objectives are called as "
+                f"objective(params, batch) with params[level][name]: the levels are {list(params)}"
+            ) from err
+        raise
+
+
 class Problem:
     """An ordered chain of 2..N :class:`Level` objects, outermost first, validated on construction.
 
@@ -84,6 +104,8 @@ class Problem:
         loss is fine; a level whose parameters reach none of these objectives has no gradient to follow)."""
         from .validation import check_loss
 
+        live = [(owner.name, n, t) for owner in self.levels for n, t in owner.named_parameters().items()
+                if t.requires_grad]
         for k, lv in enumerate(self.levels):
             reached = False
             for below in self.levels[k:]:
@@ -91,18 +113,31 @@ class Problem:
                 own = {n: t.detach().requires_grad_() for n, t in lv.named_parameters().items()}
                 params[lv.name] = own
                 with torch.enable_grad():
-                    raw = below.objective(params, batches.get(below.name))
+                    raw = call_objective(below, params, batches.get(below.name))
                     if not isinstance(raw, Tensor) or raw.numel() != 1 or not torch.isfinite(raw).all():
                         check_loss(raw, f"objective of level {below.name!r}")  # raises a clear error
                     if raw.requires_grad:
-                        gs = torch.autograd.grad(raw.reshape(()), list(own.values()), allow_unused=True)
-                        reached = reached or any(g is not None for g in gs)
+                        inputs = list(own.values()) + [t for _, _, t in live]
+                        gs = torch.autograd.grad(raw.reshape(()), inputs, allow_unused=True)
+                        reached = reached or any(g is not None for g in gs[: len(own)])
+                        used_live = [(o, n) for (o, n, _), g in zip(live, gs[len(own):], strict=True)
+                                     if g is not None]
+                        if used_live:
+                            raise InvalidProblemError(
+                                f"the objective of level {below.name!r} uses the live parameters "
+                                f"{[f'{o}/{n}' for o, n in used_live][:4]} instead of the ones it is passed "
+                                f"(it calls the module directly), so solvers cannot evaluate it at other "
+                                f"parameters and its hypergradient would be silently zero or wrong. Evaluate the "
+                                f"module at params[level], e.g. torch.func.functional_call(module, "
+                                f"params[{used_live[0][0]!r}], (x,)) (hyperlevel.prefixed for sub-modules)"
+                            )
                 if reached:
                     break
             if not reached:
                 raise InvalidProblemError(
                     f"the parameters of level {lv.name!r} reach neither that level's own objective nor the "
-                    "objectives of the levels below it; does the objective read params[level_name]?"
+                    "objectives of the levels below it; does the objective read params[level_name]? (evaluate a "
+                    "module at the given parameters with torch.func.functional_call(module, params[level], ...))"
                 )
 
     def state_dict(self) -> dict[str, Any]:
