@@ -98,6 +98,10 @@ class _Problem:
             (g,) = torch.autograd.grad(value, leaf, create_graph=create_graph, allow_unused=True)
         if g is None:
             raise InvalidProblemError("inner_loss does not depend on the inner parameters")
+        if create_graph and not g.requires_grad:  # linear in w: no curvature, no minimiser
+            raise InvalidProblemError(
+                "inner_loss is linear in the inner parameters: it has no minimiser; add a curvature term"
+            )
         return value, g
 
     def stationarity(self, x: Tensor) -> tuple[float, float, float]:
@@ -105,10 +109,6 @@ class _Problem:
         with torch.enable_grad():
             leaf = x.detach().requires_grad_()
             value, g = self.value_and_grad(leaf, create_graph=True)
-            if not g.requires_grad:  # linear in w: no curvature, no minimiser
-                raise InvalidProblemError(
-                    "inner_loss is linear in the inner parameters: it has no minimiser; add a curvature term"
-                )
             hx = HessianOperator(g, {"x": leaf})(x.detach())
             self.hvp_evals += 1
         g_norm, stationarity = relative_stationarity(g.detach(), hx.detach())

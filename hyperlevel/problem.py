@@ -20,7 +20,7 @@ def call_objective(level: Level, params: Mapping[str, Mapping[str, Tensor]], bat
     try:
         return level.objective(params, batch)
     except (TypeError, KeyError, IndexError, AttributeError) as err:
-        if batch is None and level.data is None:
+        if batch is None and level.data is None and not isinstance(err, KeyError):  # e.g. None[0]
             raise InvalidProblemError(
                 f"the objective of level {level.name!r} failed ({type(err).__name__}: {err}) and its batch is None: "
                 f"the level has no data. Pass data=... (an iterable of batches, e.g. hyperlevel.ResumableLoader) "

@@ -134,6 +134,8 @@ def blow_up(first_loss: Tensor, last_loss: Tensor, first_step: Tensor | None = N
         values = reduce(values)
     v = values.tolist()
     g0, gk = v[0], v[1]
+    if not math.isfinite(g0):  # non-finite from the start: the non-finite diagnosis names the culprit
+        return False, g0, gk
     grew = not all(math.isfinite(x) for x in v) or gk > g0 + 1e-4 * abs(g0)
     if len(v) == 4 and v[3] > 10 * v[2] > 0:
         grew = True
