@@ -32,6 +32,7 @@ from .solvers.finite_difference import FiniteDifference
 from .solvers.first_order import FirstOrder
 from .solvers.implicit import ConjugateGradient, ImplicitSolver, Neumann
 from .solvers.unrolled import Unrolled
+from .spectral import start_vector
 
 PairLoss = Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor]
 
@@ -80,9 +81,7 @@ def _masked_cg(matvec: Callable[[Tensor], Tensor], b: Tensor, iterations: int, t
 
 def _power_alpha(matvec: Callable[[Tensor], Tensor], like: Tensor, iterations: int) -> Tensor:
     """``1 / lambda_max`` by a fixed number of power iterations (the same rule as ``Neumann(alpha="auto")``)."""
-    gen = torch.Generator().manual_seed(0)
-    v = torch.randn(like.numel(), generator=gen, dtype=torch.float64).to(dtype=like.dtype, device=like.device)
-    v = v / torch.linalg.vector_norm(v)
+    v = start_vector(like)
     value = torch.dot(v, matvec(v))
     for _ in range(iterations):
         hv = matvec(v)

@@ -39,17 +39,24 @@ class EigenvalueEstimate:
     vector: Tensor
 
 
+def start_vector(like: Tensor, seed: int = 0) -> Tensor:
+    """A fixed unit start vector ``1 + 0.5 sin(k (seed + 1.618))``: deterministic, generic (no eigenvector of a
+    structured operator is orthogonal to it in practice), and made without a random operation, which
+    ``torch.func.vmap`` refuses (so both paths start from the same vector)."""
+    k = torch.arange(like.numel(), dtype=torch.float64)
+    v = (1.0 + 0.5 * torch.sin(k * (seed + 1.6180339887))).to(dtype=like.dtype, device=like.device)
+    return v / torch.linalg.vector_norm(v)
+
+
 def largest_eigenvalue(
     matvec: MatVec, like: Tensor, *, iterations: int = 30, tol: float = 1e-3, seed: int = 0
 ) -> EigenvalueEstimate:
     """Dominant (largest-magnitude) eigenvalue of the symmetric operator ``matvec`` on vectors shaped like ``like``.
 
-    The start vector is drawn from a private generator seeded with ``seed`` (the global random state is not
-    touched, so training runs stay reproducible and data-parallel processes agree).
+    The start vector is :func:`start_vector` (no random state is drawn or touched, so training runs stay
+    reproducible and data-parallel processes agree).
     """
-    gen = torch.Generator().manual_seed(seed)
-    v = torch.randn(like.numel(), generator=gen, dtype=torch.float64).to(dtype=like.dtype, device=like.device)
-    v = v / torch.linalg.vector_norm(v)
+    v = start_vector(like, seed)
     value, previous = float("nan"), None
     k = 0
     for k in range(1, iterations + 1):  # noqa: B007 - k is reported after the loop
@@ -85,4 +92,4 @@ def hessian_largest_eigenvalue(
         return largest_eigenvalue(hessian, like, iterations=iterations, tol=tol)
 
 
-__all__ = ["EigenvalueEstimate", "hessian_largest_eigenvalue", "largest_eigenvalue"]
+__all__ = ["EigenvalueEstimate", "hessian_largest_eigenvalue", "largest_eigenvalue", "start_vector"]

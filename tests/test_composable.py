@@ -68,7 +68,8 @@ def test_other_solvers_under_vmap_equal_their_loop(ridge, solver):
     lams = prob.lam + 0.2 * torch.randn(4, prob.lam.numel(), dtype=torch.float64)
     batched = torch.func.vmap(lambda lam: hg(lam, solver))(lams)
     looped = torch.stack([hg(lam, solver) for lam in lams])
-    assert (batched - looped).abs().max() < 1e-10
+    # Neumann: the loop stops at its tolerance and its alpha estimate early; vmap runs every term
+    assert (batched - looped).abs().max() < (1e-8 if isinstance(solver, solvers.Neumann) else 1e-12)
 
 
 def test_nested_two_levels_under_vmap(ridge):
