@@ -19,6 +19,7 @@ from .._flat import Params, flatten
 from ..errors import InvalidProblemError
 from ..functional import check_outer_used, outer_partials
 from ..hvp import AutoHvp, check_hvp_option, resolve
+from ..precision import UnitProducts
 from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
 
@@ -62,6 +63,8 @@ class ImplicitSolver(Solver):
         if isinstance(hvp, str) and hvp == "auto":
             hvp = AutoHvp(expected_products=self.iterations)
         hessian, hvp_path, hvp_extra = resolve(hvp, inner_loss, outer, inner)
+        if getattr(inner_loss, "hyperlevel_precision", None) is not None:  # mixed precision: keep products in range
+            hessian = UnitProducts(hessian)
         b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
         if reduce is not None:
             b = reduce(b)
