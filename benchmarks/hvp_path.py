@@ -7,7 +7,8 @@ it times, at the same inner point and with the same direction:
 
 * setup: what a solve pays once (the double-backward path builds the inner gradient's graph; the others check
   which parameters the inner loss uses, one plain gradient);
-* product: the median time of one ``H v`` product after one warm-up product;
+* product: the fastest of ``--products`` timed ``H v`` products after one warm-up product (on a loaded machine
+  noise only adds time, so the minimum is the least disturbed figure);
 * "20-product solve": setup + 20 products, what ``AutoHvp`` ranks by (its ``expected_products`` is the solver's
   iteration cap; 20 here);
 * the product's relative error against double backward;
@@ -24,7 +25,6 @@ luminance; the VGG perceptual loss is left out: it needs downloaded weights) as 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -112,7 +112,7 @@ def measure(problem, products: int, device: str) -> list[dict]:
         torch.autograd.grad(inner_loss(o, i), list(i.values()))
         _sync(device)
         plain.append(time.perf_counter() - start)
-    gradient = statistics.median(plain[1:])
+    gradient = min(plain[1:])
     rows, ref = [], None
     for path in ("double_backward", "forward_over_reverse", "finite_difference"):
         try:
@@ -134,7 +134,7 @@ def measure(problem, products: int, device: str) -> list[dict]:
             continue
         ref = hv if ref is None else ref
         err = float(torch.linalg.vector_norm(hv - ref) / torch.linalg.vector_norm(ref))
-        product = statistics.median(times)
+        product = min(times)
         rows.append({"path": path, "setup": setup, "product": product, "solve20": setup + 20 * product,
                      "error": err, "gradient": gradient, "params": n})
         del op

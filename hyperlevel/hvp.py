@@ -20,7 +20,6 @@ solve reports the path it used (``SolverInfo.hvp``) and, for finite differences,
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -168,9 +167,10 @@ class AutoHvp:
     """Choose the product path by timing the candidates once per problem signature and device.
 
     Args:
-        products: products timed per candidate (after one untimed warm-up product).
+        products: products timed per candidate (after one untimed warm-up product); the fastest counts, since
+            timing noise (other processes, interrupts) only ever adds time.
         expected_products: how many products a solve is expected to take; a candidate's cost is
-            ``setup + expected_products * median product time`` (the double-backward path pays its gradient graph
+            ``setup + expected_products * fastest product time`` (the double-backward path pays its gradient graph
             once, the others pay nothing up front).
         allow_finite_difference: also consider the finite-difference product. It is picked only when it is the
             fastest *and* its relative error against an exact product on the probe vector is at most
@@ -233,7 +233,7 @@ def _time_path(path: str, inner_loss: PairLoss, outer: Params, inner: Params, v:
         op(v)
         _sync(device)
         times.append(time.perf_counter() - start)
-    return setup, statistics.median(times), first
+    return setup, min(times), first
 
 
 def choose(inner_loss: PairLoss, outer: Params, inner: Params, hvp: AutoHvp) -> Choice:
