@@ -218,26 +218,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_path(path: str, inner_loss: PairLoss, outer: Params, inner: Params, v: Tensor, products: int):
-    device = v.device
-    _sync(device)
+def _build_timed(path: str, inner_loss: PairLoss, outer: Params, inner: Params, v: Tensor):
+    """Build one candidate (timed: the setup a solve pays) and take its first, untimed product."""
+    _sync(v.device)
     start = time.perf_counter()
     op = build(path, inner_loss, outer, inner)
-    _sync(device)
+    _sync(v.device)
     setup = time.perf_counter() - start
-    first = op(v)  # warm-up (lazy initialisation, caches), also the product compared for the error
-    times = []
-    for _ in range(products):
-        _sync(device)
-        start = time.perf_counter()
-        op(v)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return setup, min(times), first
+    return op, setup, op(v)  # the first product warms up (lazy initialisation) and is compared for the error
+
+
+def _time_product(op, v: Tensor) -> float:
+    _sync(v.device)
+    start = time.perf_counter()
+    op(v)
+    _sync(v.device)
+    return time.perf_counter() - start
 
 
 def choose(inner_loss: PairLoss, outer: Params, inner: Params, hvp: AutoHvp) -> Choice:
-    """Time the candidates at this point (cached per :func:`signature`) and return the choice."""
+    """Time the candidates at this point (cached per :func:`signature`) and return the choice.
+
+    The candidates' products are timed in turns (one product each, ``products`` rounds), so that a change of the
+    machine's load during the measurement hits every candidate alike; the fastest product of each counts.
+    """
     key = signature(inner_loss, outer, inner, hvp)
     if key in _CHOICES:
         return _CHOICES[key]
@@ -245,25 +249,28 @@ def choose(inner_loss: PairLoss, outer: Params, inner: Params, hvp: AutoHvp) -> 
     g = torch.Generator(device="cpu").manual_seed(0)
     v = torch.randn(sum(t.numel() for t in like), generator=g, dtype=like[0].dtype).to(like[0].device)
     candidates = list(EXACT_PATHS) + (["finite_difference"] if hvp.allow_finite_difference else [])
-    seconds: dict[str, float] = {}
-    products: dict[str, Tensor] = {}
+    built: dict[str, tuple] = {}
     for path in candidates:
         try:
-            setup, per_product, hv = _time_path(path, inner_loss, outer, inner, v, hvp.products)
+            built[path] = _build_timed(path, inner_loss, outer, inner, v)
         except (RuntimeError, NotImplementedError):  # e.g. an op without a forward-mode formula
             continue
-        seconds[path] = setup + hvp.expected_products * per_product
-        products[path] = hv.detach()
-    exact = [p for p in EXACT_PATHS if p in seconds]
+    exact = [p for p in EXACT_PATHS if p in built]
     if not exact:
         raise InvalidProblemError("no exact Hessian-vector product path works for this inner loss")
+    fastest = {path: math.inf for path in built}
+    for _ in range(hvp.products):
+        for path, (op, _, _) in built.items():
+            fastest[path] = min(fastest[path], _time_product(op, v))
+    seconds = {path: setup + hvp.expected_products * fastest[path] for path, (_, setup, _) in built.items()}
     fd_error = math.nan
-    if "finite_difference" in products:
-        ref = products[exact[0]]
-        fd_error = float(torch.linalg.vector_norm(products["finite_difference"] - ref)
+    if "finite_difference" in built:
+        ref, approx = built[exact[0]][2], built["finite_difference"][2]
+        fd_error = float(torch.linalg.vector_norm(approx - ref)
                          / torch.linalg.vector_norm(ref).clamp_min(torch.finfo(ref.dtype).tiny))
         if not fd_error <= hvp.max_error:
             del seconds["finite_difference"]
+    del built
     path = min(seconds, key=seconds.__getitem__)
     choice = Choice(path, seconds, fd_error)
     _CHOICES[key] = choice

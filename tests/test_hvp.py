@@ -58,8 +58,8 @@ def test_auto_picks_an_exact_path_reports_it_and_caches_the_choice(monkeypatch):
     prob = Ridge.make()
     o, w = prob.params()
     calls = []
-    real = hvp._time_path
-    monkeypatch.setattr(hvp, "_time_path", lambda *a: calls.append(a[0]) or real(*a))
+    real = hvp._build_timed
+    monkeypatch.setattr(hvp, "_build_timed", lambda *a: calls.append(a[0]) or real(*a))
     solver = solvers.ConjugateGradient(50, hvp="auto")
     g, info = hyperlevel.hypergradient(prob.outer, prob.inner, o, w, solver, return_info=True)
     assert info.hvp in hvp.EXACT_PATHS and rel(g["lam"], prob.exact()) < 1e-12
@@ -73,20 +73,14 @@ def test_auto_picks_an_exact_path_reports_it_and_caches_the_choice(monkeypatch):
     assert len(calls) == 4
 
 
-def _fake_timings(monkeypatch, fastest: str):
-    real = hvp._time_path
-
-    def timed(path, *args):
-        setup, _, product = real(path, *args)
-        return setup * 0, (1e-6 if path == fastest else 1.0), product
-
-    monkeypatch.setattr(hvp, "_time_path", timed)
+def _fake_timings(monkeypatch, fastest: type):
+    monkeypatch.setattr(hvp, "_time_product", lambda op, v: 1e-6 if isinstance(op, fastest) else 1.0)
 
 
 def test_auto_uses_the_finite_difference_only_when_allowed_and_reports_its_error(monkeypatch):
     prob = Logistic.make()
     o, w = prob.params()
-    _fake_timings(monkeypatch, fastest="finite_difference")
+    _fake_timings(monkeypatch, fastest=hvp.FiniteDifferenceHvp)
     _, info = hyperlevel.hypergradient(prob.outer, prob.inner, o, w, solvers.ConjugateGradient(50, hvp="auto"),
                                        return_info=True)
     assert info.hvp in hvp.EXACT_PATHS  # fastest, but not opted in
