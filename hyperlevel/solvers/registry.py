@@ -12,11 +12,20 @@ import inspect
 from typing import Any
 
 from ..errors import InvalidProblemError
+from .aggregated import Aggregated
 from .base import Solver
+from .cg_normal import CGNormal
 from .finite_difference import FiniteDifference
 from .first_order import FirstOrder
+from .fixed_point import FixedPoint
+from .gmres import GMRES
+from .iad import InitialisationAuxiliary
 from .implicit import ConjugateGradient, Neumann
+from .nystrom import Nystrom
+from .ptt import PessimisticTruncation
 from .unrolled import Unrolled
+from .unrolled_recompute import UnrolledRecompute
+from .zero_order import ZeroOrder
 
 #: name -> solver class; the name is the class's ``method``. Order: the order of tables and plots.
 SOLVERS: dict[str, type[Solver]] = {
@@ -25,6 +34,15 @@ SOLVERS: dict[str, type[Solver]] = {
     "finite_difference": FiniteDifference,
     "unrolled": Unrolled,
     "first_order": FirstOrder,
+    "nystrom": Nystrom,
+    "zero_order": ZeroOrder,
+    "fixed_point": FixedPoint,
+    "gmres": GMRES,
+    "cg_normal": CGNormal,
+    "unrolled_recompute": UnrolledRecompute,
+    "ptt": PessimisticTruncation,
+    "gda": Aggregated,
+    "iad": InitialisationAuxiliary,
 }
 
 
