@@ -105,7 +105,7 @@ def fixed_point_solve(
         return u - flatten([mapped[k].reshape(-1) for k in names])
 
     for _ in range(steps):
-        r = residual(w)
+        r = residual(w).detach()
         if torch.linalg.vector_norm(r) <= tol * max(1.0, float(torch.linalg.vector_norm(w))):
             break
         J = torch.autograd.functional.jacobian(residual, w)
