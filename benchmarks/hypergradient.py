@@ -9,7 +9,7 @@ costs ~4 n p flops). Validation set: as many samples as training.
 
 Solvers: every name in ``hyperlevel.solvers.available()``, built with ``solvers.get(name, **options)``; the options
 are ``peers.hyperlevel_options`` (ConjugateGradient(50, tol=1e-10), Neumann(100, alpha=1/L),
-FiniteDifference(inner_lr=1/L, epsilon=0.01), Unrolled(100, inner_lr=1/L), Nystrom(rank 50, rho=1e-3 L),
+FiniteDifference(inner_lr=1/L, epsilon=0.01), Unrolled(100, inner_lr=1/L), Nystrom(rank 50, rho=0.1 L),
 ZeroOrder(32 pairs, sigma 1e-3, 10 steps), FixedPoint(100, step=1/L), GMRES(50), CGNormal(50), and 100 steps of
 1/L for the trajectory solvers), with L the largest Hessian eigenvalue (power iteration, +1%).
 

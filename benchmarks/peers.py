@@ -103,7 +103,7 @@ class ParamModule(torch.nn.Module):
 # adapters: adapter(problem, method) -> a zero-argument callable computing one hypergradient (dict like outer)
 # ---------------------------------------------------------------------------------------------------------------
 #: the Nystrom rank, and its rho as a fraction of the largest Hessian eigenvalue L (= 1 / neumann_alpha)
-NYSTROM_RANK, NYSTROM_RHO = 50, 1e-3
+NYSTROM_RANK, NYSTROM_RHO = 50, 1e-1
 #: zero-order: antithetic pairs, smoothing radius, inner steps per evaluation
 ES_SAMPLES, ES_SIGMA, ES_STEPS = 32, 1e-3, 10
 
