@@ -130,12 +130,6 @@ class Phase:
             raise InvalidProblemError(f"phase {self.name!r}: {solver_type_message(self.solver)}")
         if self.nested and not self.outer:
             raise InvalidProblemError(f"phase {self.name!r}: a nested phase needs outer levels")
-        if self.nested and len(self.outer) + len(self.inner) > 2 and self.solver.declaration.nested is None:
-            raise InvalidProblemError(
-                f"phase {self.name!r}: {type(self.solver).__name__} computes {self.solver.declaration.describe()}, a "
-                "two-level quantity with no nested definition; use a solver whose declaration has a nested path "
-                "(ConjugateGradient, Neumann, Unrolled, FirstOrder)"
-            )
 
     @property
     def trained(self) -> list[str]:

@@ -111,10 +111,7 @@ def test_an_undeclared_solver_is_an_error_not_a_silent_implicit_comparison():
         hyperlevel.nested_hypergradient(losses, params, Undeclared())
 
 
-def test_nested_phase_with_a_two_level_solver_fails_at_construction():
-    with pytest.raises(InvalidProblemError, match="two-level"):
-        hyperlevel.Phase("p", outer=["a"], inner=["b", "c"], nested=True, solver=solvers.FiniteDifference())
-    hyperlevel.Phase("p", outer=["a"], inner=["b"], nested=True, solver=solvers.FiniteDifference())  # 2 levels: ok
+def test_phase_points_a_solver_name_to_the_registry():
     with pytest.raises(InvalidProblemError, match=r"get\('cg'\)"):
         hyperlevel.Phase("p", outer=["a"], inner=["b"], solver="cg")
 
