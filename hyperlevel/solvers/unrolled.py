@@ -34,7 +34,8 @@ class Unrolled(Solver):
             backward pass (:mod:`hyperlevel.solvers.checkpointed_unroll`): same hypergradient, peak memory
             ``O(steps / C + C)`` instead of ``O(steps)``, about one extra forward pass of the inner gradient.
             ``None`` (default) stores the whole trajectory's graph. (The registry's separate
-            ``unrolled_recompute`` solver is another design; see docs/benchmarks.md.)
+            ``unrolled_recompute`` solver, ``UnrolledRecompute``, runs the same kind of reverse pass as its own solver;
+            see docs/large_networks.md.)
     """
 
     method = "unrolled"
