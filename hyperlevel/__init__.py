@@ -1,6 +1,6 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, optimality, solvers, spectral, testing
+from . import checkpoint, distributed, hvp, optimality, precision, solvers, spectral, testing
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -21,6 +21,7 @@ from .hypergradient import hypergradient
 from .inner import InnerSolveInfo, solve_inner
 from .level import Level, adam, prefixed, sgd
 from .nested import nested_hypergradient
+from .precision import Precision
 from .problem import Problem
 from .schedule import Converged, Phase, Schedule, cosine_restarts
 from .solvers import SolverInfo
@@ -46,6 +47,7 @@ __all__ = [
     "LossWeights",
     "NonFiniteError",
     "Phase",
+    "Precision",
     "Problem",
     "ProgressBar",
     "ResumableLoader",
@@ -60,9 +62,11 @@ __all__ = [
     "checkpoint",
     "cosine_restarts",
     "distributed",
+    "hvp",
     "hypergradient",
     "nested_hypergradient",
     "optimality",
+    "precision",
     "prefixed",
     "sgd",
     "solve_inner",

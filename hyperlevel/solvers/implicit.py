@@ -20,10 +20,13 @@ from torch import Tensor
 from .._flat import Params, flatten
 from ..errors import InvalidProblemError
 from ..functional import HessianOperator, check_outer_used, inner_gradient, outer_partials
+from ..hvp import AutoHvp, check_hvp_option, resolve
 from ..optimality import ADVICE, ON_NONSTATIONARY, STATIONARITY_TOL, OnNonstationary, relative_stationarity
+from ..precision import UnitProducts
 from ..spectral import largest_eigenvalue
 from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, check_choice, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
+from .target import Declaration, ImplicitTarget
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -35,7 +38,8 @@ class ImplicitSolver(Solver):
     """Shared machinery of the implicit solvers; subclasses only choose the linear solver."""
 
     def __init__(self, iterations: int, tol: float | None, on_nonconvergence: OnNonconvergence, warm_start: bool,
-                 on_nonstationary: OnNonstationary = "warn", stationarity_tol: float = STATIONARITY_TOL):
+                 on_nonstationary: OnNonstationary = "warn", stationarity_tol: float = STATIONARITY_TOL,
+                 hvp: str | AutoHvp = "double_backward"):
         check_choice("on_nonconvergence", on_nonconvergence, ("warn", "raise", "ignore"))
         check_choice("on_nonstationary", on_nonstationary, ON_NONSTATIONARY)
         if not stationarity_tol > 0:
@@ -50,6 +54,7 @@ class ImplicitSolver(Solver):
         self.tol = tol
         self.on_nonconvergence: OnNonconvergence = on_nonconvergence
         self.warm_start = warm_start
+        self.hvp = check_hvp_option(hvp)
         self._previous: Tensor | None = None
 
     def state_dict(self) -> dict:
@@ -59,16 +64,21 @@ class ImplicitSolver(Solver):
         self._previous = state.get("previous")
 
     @abstractmethod
-    def linear_solve(self, matvec, b: Tensor) -> tuple[Tensor, LinearSolveInfo]:
-        """Solve ``H x = b`` approximately, with ``matvec(v) = H v``."""
+    def linear_solve(self, matvec, b: Tensor, warm: bool = True) -> tuple[Tensor, LinearSolveInfo]:
+        """Solve ``H x = b`` approximately for symmetric ``H``, with ``matvec(v) = H v``; ``warm=False`` ignores any
+        warm start (the nested path solves a different system each time)."""
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         f_value, direct, d_inner = outer_partials(outer_loss, outer, inner)
-        grad_w = inner_gradient(inner_loss, outer, inner, create_graph=True)
+        hvp = self.hvp
+        if isinstance(hvp, str) and hvp == "auto":
+            hvp = AutoHvp(expected_products=self.iterations)
+        hessian, hvp_path, hvp_extra = resolve(hvp, inner_loss, outer, inner)
+        if getattr(inner_loss, "hyperlevel_precision", None) is not None:  # mixed precision: keep products in range
+            hessian = UnitProducts(hessian)
         b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
-        hessian = HessianOperator(grad_w, inner)
         if reduce is not None:
             b = reduce(b)
             x, lin = self.linear_solve(lambda v: reduce(hessian(v)), b)
@@ -84,6 +94,13 @@ class ImplicitSolver(Solver):
             )
         if self.warm_start:
             self._previous = x.detach()
+        # the gradient at the given point: the double-backward operator holds it; other product paths pay one
+        # more (graph-free) gradient for the stationarity check
+        exact_graph = getattr(hessian, "operator", hessian)
+        if isinstance(exact_graph, HessianOperator):
+            grad_w, extra_gradients = exact_graph.grad, 0
+        else:
+            grad_w, extra_gradients = inner_gradient(inner_loss, outer, inner, create_graph=False), 1
         g_norm, stationarity = self._stationarity(grad_w, inner, hessian, reduce)
         mixed = hessian.mixed(outer, x)
         check_outer_used(outer, direct, list(mixed))
@@ -97,13 +114,15 @@ class ImplicitSolver(Solver):
             iterations=lin.iterations,
             residual=lin.residual,
             converged=lin.converged,
-            gradient_evals=2,
+            gradient_evals=2 + extra_gradients,
             hvp_evals=lin.matvecs + 2,
             message=lin.message,
             outer_loss=float(f_value.detach()),
             inner_gradient_norm=g_norm,
             stationarity=stationarity,
+            hvp=hvp_path,
         )
+        info.extra.update(hvp_extra)
         return result, info
 
     @staticmethod
@@ -139,6 +158,9 @@ class ConjugateGradient(ImplicitSolver):
         on_nonstationary: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` when the given inner point is not
             stationary (relative stationarity above ``stationarity_tol``; see :mod:`hyperlevel.optimality`).
         stationarity_tol: the threshold of that check (default 1e-3).
+        hvp: how Hessian-vector products are computed (:mod:`hyperlevel.hvp`): ``"double_backward"`` (default),
+            ``"forward_over_reverse"``, ``"finite_difference"`` (an approximation, opt-in) or ``"auto"`` (timed
+            once per problem signature and device, cached; the choice is reported in ``SolverInfo.hvp``).
     """
 
     method = "cg"
@@ -151,11 +173,17 @@ class ConjugateGradient(ImplicitSolver):
         warm_start: bool = False,
         on_nonstationary: OnNonstationary = "warn",
         stationarity_tol: float = STATIONARITY_TOL,
+        hvp: str | AutoHvp = "double_backward",
     ):
-        super().__init__(iterations, tol, on_nonconvergence, warm_start, on_nonstationary, stationarity_tol)
+        super().__init__(iterations, tol, on_nonconvergence, warm_start, on_nonstationary, stationarity_tol, hvp)
 
-    def linear_solve(self, matvec, b):
-        x0 = self._previous if self.warm_start and self._previous is not None else None
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="conjugate gradients on H x = d_w F, up to tol",
+                           nested="implicit")
+
+    def linear_solve(self, matvec, b, warm=True):
+        x0 = self._previous if warm and self.warm_start and self._previous is not None else None
         if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
             x0 = None
         elif x0 is not None:
@@ -184,6 +212,7 @@ class Neumann(ImplicitSolver):
         on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"``.
         on_nonstationary, stationarity_tol: as for :class:`ConjugateGradient`.
         power_iterations: the products spent on the estimate when ``alpha="auto"``.
+        hvp: the product path, as for :class:`ConjugateGradient`.
     """
 
     method = "neumann"
@@ -197,6 +226,7 @@ class Neumann(ImplicitSolver):
         on_nonstationary: OnNonstationary = "warn",
         stationarity_tol: float = STATIONARITY_TOL,
         power_iterations: int = 30,
+        hvp: str | AutoHvp = "double_backward",
     ):
         if isinstance(alpha, str):
             if alpha != "auto":
@@ -205,11 +235,16 @@ class Neumann(ImplicitSolver):
             raise ValueError(f"alpha must be positive, got {alpha}")
         if power_iterations < 1:
             raise ValueError(f"power_iterations must be >= 1, got {power_iterations}")
-        super().__init__(iterations, tol, on_nonconvergence, False, on_nonstationary, stationarity_tol)
+        super().__init__(iterations, tol, on_nonconvergence, False, on_nonstationary, stationarity_tol, hvp)
         self.alpha: float | str = alpha if isinstance(alpha, str) else float(alpha)
         self.power_iterations = int(power_iterations)
         #: the step used by the last solve (the estimate when ``alpha="auto"``)
         self.last_alpha: float = math.nan if isinstance(alpha, str) else float(alpha)
+
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="truncated Neumann series for H^-1 d_w F, up to tol",
+                           nested="implicit")
 
     def resolve_alpha(self, matvec, b: Tensor) -> float:
         """The series step: ``alpha`` itself, or ``1 / lambda_max`` estimated by power iteration."""
@@ -223,7 +258,7 @@ class Neumann(ImplicitSolver):
             )
         return 1.0 / estimate.value
 
-    def linear_solve(self, matvec, b):
+    def linear_solve(self, matvec, b, warm=True):
         counted = _CountingMatVec(matvec)
         alpha = self.resolve_alpha(counted, b)
         self.last_alpha = alpha
