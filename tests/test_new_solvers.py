@@ -103,7 +103,8 @@ def test_nystrom_full_rank_is_implicit_and_low_rank_is_its_closed_form(name):
     gw = torch.autograd.grad(prob.inner({"lam": lam}, {"w": ww}), ww, create_graph=True)[0]
     closed = -torch.autograd.grad(gw, lam, grad_outputs=x)[0]
     assert rel(g["lam"], closed) < 1e-8
-    assert rel(g["lam"], prob.exact()) > 1e-3 and info.hvp_evals == rank + 2  # an approximation at rank 3
+    assert rel(g["lam"], prob.exact()) > 1e-3 and info.hvp_evals == rank + 3  # approximation at rank 3
+    # (rank + 3: issue 13 spends one product on the inner-stationarity check, main counted rank + 2)
     assert abs(info.residual - rel(H @ x, b)) < 1e-8 * info.residual  # the reported residual is the true one
 
 
