@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +142,9 @@ def _check_resume(out: Path, resume: Path, config: TrainConfig) -> Path:
         previous = yaml.safe_load(history.read_text()) if history.exists() else None
         entries = (previous if isinstance(previous, list) else []) + [entry]
         history.write_text(yaml.safe_dump(entries, sort_keys=False))
-        log.warning("resuming at step %d with changed settings: %s (recorded in %s)", step,
-                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()), history)
+        shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
+        warnings.warn(f"resuming at step {step} with changed settings: {shown} (recorded in {history})",
+                      stacklevel=3)
     return used
 
 
