@@ -73,6 +73,7 @@ def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.M
         raise CheckpointError(f"{path} is not a TriCo checkpoint (needs 'model_config' and 'model'; has {keys}); "
                               "give a file written by train or save_model")
     config = dict(ckpt["model_config"])
+    config.setdefault("auto_exposure", None)  # checkpoints from before the auto-exposure front end
     try:
         model = build_model(**config)
         model.load_trainable_state_dict(ckpt["model"])
