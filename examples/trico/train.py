@@ -128,7 +128,8 @@ def _check_resume(out: Path, resume: Path, config: TrainConfig) -> Path:
         return used  # not written by this trainer: the engine checks that the parameters fit
     current = config_to_dict(config)
     changes = config_changes(saved, current)
-    model = {k: v for k, v in changes.items() if k.startswith("model.")}
+    known = _flat(saved)  # keys added to the config since the checkpoint was written are recorded, not refused
+    model = {k: v for k, v in changes.items() if k.startswith("model.") and k in known}
     if model:
         shown = "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, (a, b) in model.items())
         raise ckpt.CheckpointError(f"cannot resume from {used}: it was trained with another model ({shown}); "
