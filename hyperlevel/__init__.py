@@ -1,6 +1,6 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, solvers, testing
+from . import checkpoint, distributed, runfolder, signals, solvers, testing
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -51,6 +51,8 @@ __all__ = [
     "hypergradient",
     "nested_hypergradient",
     "prefixed",
+    "runfolder",
+    "signals",
     "sgd",
     "solvers",
     "testing",
