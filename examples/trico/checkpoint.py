@@ -74,6 +74,7 @@ def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.M
                               "give a file written by train or save_model")
     config = dict(ckpt["model_config"])
     config.setdefault("auto_exposure", None)  # checkpoints from before the auto-exposure front end
+    config.setdefault("residual_base", "reflectance")  # ... and from before the input residual base
     try:
         model = build_model(**config)
         model.load_trainable_state_dict(ckpt["model"])
