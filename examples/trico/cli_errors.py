@@ -21,7 +21,6 @@ reported in one line too, with a pointer to ``--debug``.
 from __future__ import annotations
 
 import sys
-import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -102,10 +101,6 @@ def handle_errors(func: Callable[[], int], debug: bool = False) -> int:
         return code
     finally:
         sys.stderr.flush()
-
-
-def debug_traceback() -> str:  # pragma: no cover - used interactively
-    return traceback.format_exc()
 
 
 def check_output_file(path: str | Path, what: str = "--output") -> Path:
