@@ -1,5 +1,9 @@
 """``python -m examples.trico enhance``: brighten and upscale photos with a trained TriCo checkpoint.
 
+Without ``--checkpoint`` the model shipped in ``examples/trico/pretrained/`` is used (x2). Photos are read in
+their displayed orientation: a JPEG's EXIF orientation tag is applied before processing (``imageio.read_image``),
+so the output is upright as a photo viewer shows the input.
+
 Big photos are processed in overlapping tiles (``--tile`` input pixels, ``--tile-overlap`` shared pixels). In
 each overlap the outer quarter of each tile is discarded and the middle half is blended with complementary
 cosine ramps (see ``blend_ramp``), so seams do not show. This is exact for a purely local model whose receptive
@@ -20,7 +24,9 @@ __all__ = ["add_arguments", "run", "enhance_tiled", "enhance_image", "tile_start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="TriCo checkpoint (save_model / trainer output)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="TriCo checkpoint (save_model / trainer output / .safetensors); default: the model "
+                             "shipped in examples/trico/pretrained/ for --scale")
     parser.add_argument("--input", required=True, help="an image file or a directory of images")
     parser.add_argument("--output", required=True, help="output directory (created if needed)")
     parser.add_argument("--scale", type=int, default=2, help="must equal the checkpoint's scale (default 2)")
@@ -126,6 +132,15 @@ def run(args: argparse.Namespace) -> int:
     if not src.exists():
         print(f"error: input not found: {src}", file=sys.stderr)
         return 1
+    if args.checkpoint is None:
+        from .pretrained import shipped_checkpoint
+
+        shipped = shipped_checkpoint(args.scale)
+        if shipped is None:
+            print(f"error: no --checkpoint given and no shipped x{args.scale} model in examples/trico/pretrained/",
+                  file=sys.stderr)
+            return 1
+        args.checkpoint = str(shipped)
     try:
         model, config = load_model(args.checkpoint, map_location=args.device)
     except (OSError, ValueError) as exc:

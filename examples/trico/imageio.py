@@ -6,7 +6,9 @@
 - 8-bit images are divided by 255, 16-bit ones by 65535 (floating point TIFFs are clipped to [0, 1]);
 - grayscale (and grayscale + alpha) become three identical channels;
 - an alpha channel is dropped (not composited on black: for photos the colour channels are the picture);
-- palette images are converted to RGB.
+- palette images are converted to RGB;
+- an EXIF orientation tag (JPEG; also PNG / WebP, any file read through Pillow) is applied
+  (``PIL.ImageOps.exif_transpose``): the tensor has the orientation a photo viewer displays.
 
 Any failure raises :class:`ImageReadError` (a ``ValueError``) that names the file and the reason.
 
@@ -163,8 +165,12 @@ def _read_pillow(path: Path) -> np.ndarray:
     if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
         return _read_png16(path)
 
+    from PIL import ImageOps
+
     with Image.open(path) as img:
         img.load()
+        # the displayed orientation: apply (and drop) an EXIF orientation tag, as photo viewers do
+        img = ImageOps.exif_transpose(img)
         mode = img.mode
         if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
             img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
