@@ -86,8 +86,11 @@ def card_metrics(results: Mapping[str, Mapping[str, dict]], labels: Mapping[str,
 
 def export_model(checkpoint: str | Path, out: str | Path, compare: Mapping[str, str | Path] | None = None,
                  train_info: Mapping[str, Any] | None = None, metrics: Sequence[str] = CARD_METRICS,
-                 progress: bool = True) -> dict[str, Any]:
-    """Write ``out.safetensors`` and ``out.json`` (see the module docstring); return the card."""
+                 progress: bool = True, data: str = "embedded",
+                 baselines: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write ``out.safetensors`` and ``out.json`` (see the module docstring); return the card. ``data`` (an
+    ``evaluate`` data spec) and ``baselines`` (default: all) exist for tests; the shipped card uses the
+    defaults."""
     from .baselines import BASELINE_LABELS, BASELINES
     from .checkpoint import load_model
     from .evaluate import (
@@ -112,8 +115,8 @@ def export_model(checkpoint: str | Path, out: str | Path, compare: Mapping[str, 
 
     start = time.perf_counter()
     checkpoints = {"shipped": st_path, **dict(compare or {})}  # the file on disk, read back as users read it
-    methods, info = collect_methods(checkpoints, list(BASELINES), scale)
-    datasets = build_eval_datasets("embedded", scale=scale)
+    methods, info = collect_methods(checkpoints, list(BASELINES) if baselines is None else list(baselines), scale)
+    datasets = build_eval_datasets(data, scale=scale)
     conv = MetricConventions()
     results = evaluate_methods(methods, datasets, conv, list(metrics), progress=progress)
     labels = {**BASELINE_LABELS, "shipped": "TriCo (shipped)", **{n: n for n in (compare or {})}}
@@ -131,7 +134,9 @@ def export_model(checkpoint: str | Path, out: str | Path, compare: Mapping[str, 
         "training": {**training_info(checkpoint), "checkpoint": str(checkpoint), **dict(train_info or {})},
         "compared_checkpoints": {n: str(p) for n, p in (compare or {}).items()},
         "evaluation": {
-            "data": "embedded test split (chelsea, rocket; 256 x 256 HR; -2.5, -3.5, -4.5 EV; fixed seeds)",
+            "data_spec": data,
+            "data": ("embedded test split (chelsea, rocket; 256 x 256 HR; -2.5, -3.5, -4.5 EV; fixed seeds)"
+                     if data == "embedded" else data),
             "scale": scale, "conventions": conv.to_dict(), "conventions_text": conv.describe(),
             "metrics": list(metrics), "titles": {d: DEGRADATION_TITLES[d] for d in results},
             "results": card_metrics(results, labels),
