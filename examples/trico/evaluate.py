@@ -11,9 +11,10 @@ fixed seeds) and ``unseen`` (the evaluation-only Bayer + Reinhard model); ``--de
 RELLISUR has real low-light photos: one table, ``real``.
 
 Methods in one run: the model of ``--checkpoint`` (default: the shipped model under
-``examples/trico/pretrained/``, when it exists and nothing else is asked for), every ``--compare NAME=CKPT``,
-and the baselines of :mod:`examples.trico.baselines` (``--baselines``, default all; ``--baseline NAME`` measures
-that one baseline alone). A baseline that cannot run (the Zero-DCE++ wheel missing) is reported as skipped, with
+``examples/trico/pretrained/``, when it exists and no other method is named), every ``--compare NAME=CKPT``
+(e.g. ``naive=...`` for naive training at the same budget), and the baselines of
+:mod:`examples.trico.baselines` (``--baselines``, default all; ``--baseline NAME`` measures that one baseline
+alone; ``--baselines all`` without a checkpoint measures the baselines alone). A baseline that cannot run (the Zero-DCE++ wheel missing) is reported as skipped, with
 the reason.
 """
 
@@ -272,9 +273,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT",
                         help="another checkpoint in the same tables, e.g. naive=runs/naive/checkpoints/last.pt")
     parser.add_argument("--baseline", choices=sorted(BASELINES), help="measure this baseline alone")
-    parser.add_argument("--baselines", default="all",
-                        help="baselines next to the checkpoints: 'all', 'none' or a comma list of "
-                             + ", ".join(BASELINES))
+    parser.add_argument("--baselines", default=None,
+                        help="baselines in the tables: 'all' (default), 'none' or a comma list of "
+                             + ", ".join(BASELINES) + "; without --checkpoint: the baselines alone")
     parser.add_argument("--data", default="embedded", help="embedded | rellisur:/path | folder:/path")
     parser.add_argument("--degradation", nargs="+", choices=("seen", "unseen"), default=["seen", "unseen"],
                         help="synthetic data: the degradation model(s) to measure under (default both)")
@@ -337,24 +338,24 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         compare = _parse_compare(args.compare)
-        baselines = [args.baseline] if args.baseline else _baseline_names(args.baselines)
+        if args.baseline:
+            baselines = [args.baseline]
+        else:
+            baselines = _baseline_names(args.baselines if args.baselines is not None else "all")
     except ValueError as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
     checkpoints: dict[str, str | Path] = {}
     if args.checkpoint:
         checkpoints["trico"] = args.checkpoint
-    elif not args.baseline:
+    elif not (args.baseline or args.baselines is not None or compare):
         shipped = shipped_checkpoint(args.scale)
-        if shipped is None and not compare:
-            print("evaluate: give --checkpoint CKPT or --baseline NAME (no shipped x{} model at {})".format(
-                args.scale, "examples/trico/pretrained/"), file=sys.stderr)
+        if shipped is None:
+            print(f"evaluate: give --checkpoint CKPT, --compare NAME=CKPT or --baseline(s) (no shipped "
+                  f"x{args.scale} model in examples/trico/pretrained/)", file=sys.stderr)
             return 2
-        if shipped is not None:
-            checkpoints["shipped"] = shipped
+        checkpoints["shipped"] = shipped
     checkpoints.update(compare)
-    if args.baseline:
-        checkpoints = {k: v for k, v in checkpoints.items() if k in compare}
     conv = replace(MetricConventions(), color=args.color, quantize_uint8=not args.no_quantize,
                    crop_border=args.crop_border)
     weights = {"lpips": args.lpips_weights, "lpips_backbone": args.lpips_backbone,

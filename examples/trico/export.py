@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--train-info", help="JSON file with training details the checkpoint cannot know "
                                              "(wall_seconds, hardware, ...), merged into the card")
     parser.add_argument("--metrics", nargs="+", default=list(CARD_METRICS), help="metrics in the card")
+    parser.add_argument("--data", default="embedded",
+                        help="evaluation data spec (default embedded: the shipped card's; others for tests)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -157,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         compare = _parse_compare(args.compare)
         extra = json.loads(Path(args.train_info).read_text()) if args.train_info else {}
-        card = export_model(args.checkpoint, args.out, compare, extra, args.metrics, not args.no_progress)
+        card = export_model(args.checkpoint, args.out, compare, extra, args.metrics, not args.no_progress,
+                            data=args.data)
     except (OSError, ValueError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 1
