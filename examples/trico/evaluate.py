@@ -389,7 +389,9 @@ def format_comparison(report: dict) -> str:
     """Text of an evaluation report: one table per degradation."""
     labels = {n: (f"TriCo ({i['checkpoint']})" if i["kind"] == "checkpoint" else i["label"])
               for n, i in report["methods"].items()}
-    lines = [report["conventions_text"], f"data: {report['data']}, x{report['scale']}"]
+    metrics = next((list(r["metrics"]) for b in report["degradations"].values() for r in b["methods"].values()
+                    if "metrics" in r), [])
+    lines = [report["conventions_text"], f"data: {report['data']}, x{report['scale']}; metrics: {', '.join(metrics)}"]
     for block in report["degradations"].values():
         lines += ["", f"## {block['title']} ({block['num_images']} images)", "",
                   comparison_table(block["methods"], labels)]
