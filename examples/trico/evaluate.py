@@ -263,6 +263,8 @@ def _parse_compare(items: Sequence[str]) -> dict[str, str]:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ValueError(f"--compare expects NAME=CHECKPOINT, got {item!r}")
+        if name in BASELINES or name in ("trico", "shipped") or name in out:
+            raise ValueError(f"--compare name {name!r} is taken (baselines, 'trico', 'shipped', or given twice)")
         out[name] = path
     return out
 
@@ -326,7 +328,8 @@ def collect_methods(checkpoints: Mapping[str, str | Path], baselines: Sequence[s
         if int(config.get("scale", scale)) != scale:
             raise ValueError(f"{name}: checkpoint {path} is x{config.get('scale')}, the evaluation is x{scale}")
         methods[name] = model_method(model.to(device), device)
-        info[name] = {"kind": "checkpoint", "checkpoint": str(path)}
+        label = {"trico": "TriCo", "shipped": "TriCo (shipped)"}.get(name, name)
+        info[name] = {"kind": "checkpoint", "checkpoint": str(path), "label": label}
     for name in baselines:
         methods[name] = baseline_method(name, scale)
         info[name] = {"kind": "baseline", "label": BASELINE_LABELS[name]}
@@ -387,8 +390,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_comparison(report: dict) -> str:
     """Text of an evaluation report: one table per degradation."""
-    labels = {n: (f"TriCo ({i['checkpoint']})" if i["kind"] == "checkpoint" else i["label"])
-              for n, i in report["methods"].items()}
+    labels = {n: i["label"] for n, i in report["methods"].items()}
     metrics = next((list(r["metrics"]) for b in report["degradations"].values() for r in b["methods"].values()
                     if "metrics" in r), [])
     lines = [report["conventions_text"], f"data: {report['data']}, x{report['scale']}; metrics: {', '.join(metrics)}"]
