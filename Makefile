@@ -9,9 +9,12 @@ PIP_FLAGS := --disable-pip-version-check -q -c constraints.txt
 
 venv: $(STAMP)
 
+# neuro-low-light (MIT) carries the Zero-DCE++ baseline's weights; it declares opencv-python, which only its
+# video I/O uses, so it goes in without dependencies (examples/trico/zero_dce.py).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[trico,dev]'
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps neuro-low-light
 	@touch $(STAMP)
 
 demo: $(STAMP)

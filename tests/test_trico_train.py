@@ -11,6 +11,7 @@ import hyperlevel
 from examples.trico import cli
 from examples.trico.checkpoint import load_model
 from examples.trico.config import ConfigError, config_from_dict, load_config
+from examples.trico.losses import LOSS_NAMES
 from examples.trico.problem import build_schedule, build_setup
 from examples.trico.train import train
 
@@ -137,6 +138,11 @@ def test_train_resume_equals_uninterrupted_then_evaluate_and_enhance(tmp_path, c
     assert cfg["scale"] == 2 and cfg["fr_widths"] == [4, 4, 8]
     for k, v in _params(full.setup.model).items():
         assert torch.equal(model.trainable_state_dict()[k], v)
+    from examples.trico.export import training_info
+
+    info = training_info(ckpt)  # what `export` copies into the shipped model's card
+    assert (info["global_step"], info["finished"], info["seed"]) == (4, True, config.seed)
+    assert info["schedule"]["variant"] == "trico" and set(info["loss_weights"]) == set(LOSS_NAMES)
 
     capsys.readouterr()
     rc = cli.main(["evaluate", "--checkpoint", str(ckpt), "--metrics", "psnr", "rmse", "lpips", "--no-progress"])

@@ -7,7 +7,8 @@ A checkpoint is a ``dict`` with at least
   whose weights come from the SAM checkpoint path stored in the config.
 
 Other code may store larger dicts holding these two keys, at the top level or under ``"extra"`` (the
-trainer's hyperlevel engine checkpoints, ``checkpoints/last.pt``); ``load_model`` accepts any of them. Files
+trainer's hyperlevel engine checkpoints, ``checkpoints/last.pt``); ``load_model`` accepts any of them. A ``.safetensors`` file
+(:mod:`examples.trico.pretrained`, the shipped model's format) loads too. Files
 are written atomically (temporary file in the same directory, then ``os.replace``) and read with
 ``torch.load(..., weights_only=True)``.
 """
@@ -56,13 +57,20 @@ def save_model(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] 
 
 def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model stored in ``path`` (any dict with ``model_config`` and ``model``, at the top level or
-    under ``"extra"`` as in the trainer's engine checkpoints); return ``(model, config)``. The model is in eval
-    mode."""
+    under ``"extra"`` as in the trainer's engine checkpoints), or a ``.safetensors`` file written by
+    :func:`examples.trico.pretrained.save_safetensors` (the shipped model); return ``(model, config)``. The model
+    is in eval mode."""
     from hyperlevel.checkpoint import CheckpointError
 
     from .model import build_model
 
     path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint not found: {path!r}")
+        from .pretrained import load_safetensors
+
+        return load_safetensors(path, map_location=map_location)
     # the core's loader: weights_only, the size/checksum record, one error naming the file (CheckpointError,
     # a ValueError), never the unsafe advice to load with weights_only=False
     ckpt = hyperlevel.checkpoint.load(path, map_location=map_location)

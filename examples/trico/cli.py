@@ -5,7 +5,8 @@
   unreadable, the newest loadable ``step_*.pt``). Ctrl-C (SIGINT) or SIGTERM stops after the current step and
   writes a checkpoint (exit status 130 / 143); ``--resume`` continues exactly there. ``OUT`` belongs to one run:
   a second training into it fails at once, and a new run into a folder holding one needs ``--overwrite``.
-- ``enhance``, ``evaluate``, ``profile``: see those modules.
+- ``enhance``, ``evaluate``, ``profile``, ``export`` (checkpoint -> shipped safetensors + measured card): see those
+  modules.
 - ``demo``: the short end-to-end demo behind ``make demo`` (demo.py).
 
 Errors are one line naming the file or key and the fix, with the exit statuses of ``cli_errors.py``
@@ -75,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, enhance, evaluate, profile
+    from . import demo, enhance, evaluate, export, profile
 
     parser = argparse.ArgumentParser(prog="python -m examples.trico",
                                      description="TriCo: low-light super-resolution trained as a tri-level problem")
@@ -87,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, text in (("enhance", enhance, "brighten and upscale images with a checkpoint"),
                                ("evaluate", evaluate, "measure a checkpoint or a baseline on test data"),
                                ("profile", profile, "parameters, MACs and latency of the network"),
-                               ("demo", demo, "short end-to-end demo on the embedded data (make demo)")):
+                               ("demo", demo, "short end-to-end demo on the embedded data (make demo)"),
+                               ("export", export, "write the shipped model (safetensors) and its measured card")):
         p = sub.add_parser(name, help=text, description=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
         p.set_defaults(func=module.run)

@@ -1,5 +1,9 @@
 """``python -m examples.trico enhance``: brighten and upscale photos with a trained TriCo checkpoint.
 
+Without ``--checkpoint`` the model shipped in ``examples/trico/pretrained/`` is used (x2). Photos are read in
+their displayed orientation: a JPEG's EXIF orientation tag is applied before processing (``imageio.read_image``),
+so the output is upright as a photo viewer shows the input.
+
 Big photos are processed in overlapping tiles (``--tile`` input pixels, ``--tile-overlap`` shared pixels). In
 each overlap the outer quarter of each tile is discarded and the middle half is blended with complementary
 cosine ramps (see ``blend_ramp``), so seams do not show. This is exact for a purely local model whose receptive
@@ -24,7 +28,9 @@ __all__ = ["add_arguments", "run", "enhance_tiled", "enhance_image", "tile_start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="TriCo checkpoint (save_model / trainer output)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="TriCo checkpoint (save_model / trainer output / .safetensors); default: the model "
+                             "shipped in examples/trico/pretrained/ for --scale")
     parser.add_argument("--input", required=True, help="an image file or a directory of images")
     parser.add_argument("--output", required=True, help="output directory (created if needed)")
     parser.add_argument("--scale", type=int, default=None,
@@ -142,6 +148,15 @@ def _run_cli(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if not src.exists():
         raise DataError(f"--input {src} does not exist; give an image file or a folder of images")
+    if args.checkpoint is None:
+        from .pretrained import shipped_checkpoint
+
+        wanted = args.scale if args.scale is not None else 2
+        shipped = shipped_checkpoint(wanted)
+        if shipped is None:
+            raise UsageError(f"no --checkpoint given and no shipped x{wanted} model in examples/trico/pretrained/; "
+                             "pass --checkpoint CKPT")
+        args.checkpoint = str(shipped)
     ext = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}[args.format]
     bits = args.bits if args.bits is not None else (16 if args.format == "tif" else 8)
     if args.format == "jpg" and bits == 16:

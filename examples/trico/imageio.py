@@ -9,6 +9,8 @@
 - palette images are converted to RGB;
 - multi-frame files (animated GIF / WebP / PNG, multi-page TIFF) are refused: which frame is "the" image is the
   caller's choice, so ``read_image`` never silently takes the first one.
+- an EXIF orientation tag (JPEG; also PNG / WebP, any file read through Pillow) is applied
+  (``PIL.ImageOps.exif_transpose``): the tensor has the orientation a photo viewer displays.
 
 Any failure raises :class:`ImageReadError` (a ``ValueError``) that names the file and the reason.
 
@@ -250,12 +252,16 @@ def _read_pillow(path: Path) -> np.ndarray:
     if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
         return _read_png16(path)
 
+    from PIL import ImageOps
+
     with Image.open(path) as img:
         frames = int(getattr(img, "n_frames", 1) or 1)
         if frames > 1:
             raise ImageReadError(path, f"it has {frames} frames (animated or multi-page); TriCo enhances still "
                                        "images: extract the frame to use first (e.g. with PIL.ImageSequence)")
         img.load()
+        # the displayed orientation: apply (and drop) an EXIF orientation tag, as photo viewers do
+        img = ImageOps.exif_transpose(img)
         mode = img.mode
         if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
             img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
