@@ -10,6 +10,7 @@ from torch import Tensor
 from ._flat import flatten, leaves
 from .errors import InvalidProblemError, SolverDivergedError
 from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
+from .solvers.dense import DENSE_MAX_SIZE, Dense
 from .solvers.implicit import ConjugateGradient
 from .validation import check_loss, check_params, check_same_dtype
 
@@ -39,7 +40,9 @@ def hypergradient(
         inner_loss: ``inner_loss(outer_params, inner_params) -> scalar tensor`` (``G``).
         outer_params: dict of name -> tensor.
         inner_params: dict of name -> tensor at (or near) a minimiser of ``inner_loss``.
-        solver: default ``ConjugateGradient(iterations=50)``.
+        solver: default: :class:`~hyperlevel.solvers.Dense` when the inner parameters have at most
+            ``hyperlevel.solvers.DENSE_MAX_SIZE`` entries (the measured crossover, docs/benchmarks.md), else
+            ``ConjugateGradient(iterations=50)``; both compute the exact implicit hypergradient.
         return_info: also return a :class:`~hyperlevel.solvers.SolverInfo` (iterations, final residual, ...).
 
     Returns:
@@ -64,7 +67,7 @@ def _hypergradient(
 ):
     """``hypergradient`` plus the data-parallel ``reduce`` hook the engine passes."""
     if solver is None:
-        solver = ConjugateGradient(iterations=50)
+        solver = default_solver(inner_params)
     if not isinstance(solver, Solver):
         raise InvalidProblemError(
             f"solver must be a hyperlevel.solvers.Solver (e.g. ConjugateGradient(iterations=50)), got {solver!r}"
@@ -90,6 +93,12 @@ def _hypergradient(
     result = {name: g.detach().to(dtype).reshape(ref.shape) for (name, ref), g in zip(outer_params.items(), flat)}
     report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
     return (result, info) if return_info else result
+
+
+def default_solver(inner_params: Mapping[str, Tensor]) -> Solver:
+    """The fastest exact two-level solver for this inner size: dense Cholesky when small, else CG."""
+    size = sum(t.numel() for t in inner_params.values()) if isinstance(inner_params, Mapping) else DENSE_MAX_SIZE + 1
+    return Dense() if size <= DENSE_MAX_SIZE else ConjugateGradient(iterations=50)
 
 
 def _check_inputs_finite(outer_loss, inner_loss, outer_params, inner_params) -> None:
