@@ -23,8 +23,14 @@ from .problem import Problem
 from .schedule import Phase, Schedule
 from .solvers import SolverInfo
 from .solvers.base import Reduce, reduce_list
+from .solvers.dense import Dense
+from .solvers.first_order import FirstOrder
+from .solvers.implicit import MinimalResidual
 from .validation import check_loss
 from .weighting import LossWeights
+
+#: solvers whose nested (N > 2) hypergradient takes the data-parallel reduce: the joint method (and first order)
+DATA_PARALLEL_NESTED = (MinimalResidual, Dense, FirstOrder)
 
 CHECKPOINT_FORMAT = "hyperlevel-engine-v1"
 
@@ -120,8 +126,14 @@ class Engine:
         schedule.validate(problem.names)
         if on_nonfinite not in ("raise", "skip"):
             raise InvalidProblemError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-        if reduce is not None and any(p.nested for p in schedule.phases):
-            raise InvalidProblemError("nested phases do not take a data-parallel reduce yet; run them in one process")
+        if reduce is not None:
+            for p in schedule.phases:
+                if p.nested and not isinstance(p.solver, DATA_PARALLEL_NESTED):
+                    raise InvalidProblemError(
+                        f"phase {p.name!r}: nested phases take a data-parallel reduce with the joint method only "
+                        f"(solvers.MinimalResidual or solvers.Dense), got {type(p.solver).__name__}; run it in "
+                        "one process or switch its solver"
+                    )
         if checkpoint_every and checkpoint_dir is None:
             raise InvalidProblemError("checkpoint_every needs a checkpoint_dir")
         self.problem = problem
@@ -432,7 +444,7 @@ class Engine:
             record.inner_loss = float(value.detach())
 
     def _nested_update(self, phase: Phase, record: StepRecord) -> None:
-        from .nested import nested_hypergradient
+        from .nested import _nested_hypergradient
 
         chain = phase.outer + phase.inner
         levels = [self.problem[n] for n in chain]
@@ -443,7 +455,7 @@ class Engine:
             sub = chain[k:]
             losses = [self._loss_fn(self.problem[n], base, batches[n], f"objective of level {n!r}") for n in sub]
             params = [self._flat_params(base, [n]) for n in sub]
-            g = nested_hypergradient(losses, params, solver=phase.solver)
+            g = _nested_hypergradient(losses, params, solver=phase.solver, reduce=self.reduce)
             grads.update(g)
         with torch.no_grad():
             record.outer_loss = float(levels[0].objective(base, batches[chain[0]]))

@@ -29,9 +29,9 @@ from torch import Tensor
 from ._flat import as_dict, flatten, leaves, unflatten
 from .errors import InvalidProblemError, SolverDivergedError
 from .functional import HessianOperator
-from .hypergradient import hypergradient
+from .hypergradient import _hypergradient
 from .joint import joint_hypergradient, joint_size
-from .solvers.base import Solver, SolverInfo, report_convergence
+from .solvers.base import Reduce, Solver, SolverInfo, reduce_list, report_convergence
 from .solvers.dense import DENSE_MAX_SIZE, Dense
 from .solvers.finite_difference import FiniteDifference
 from .solvers.first_order import FirstOrder
@@ -358,6 +358,12 @@ def nested_hypergradient(
         A dict with the keys, shapes and dtype of ``params[0]`` (detached), and the info when asked. The user's
         tensors are never modified.
     """
+    return _nested_hypergradient(losses, params, solver, return_info=return_info)
+
+
+def _nested_hypergradient(losses, params, solver=None, *, return_info: bool = False, reduce: Reduce | None = None):
+    """``nested_hypergradient`` plus the data-parallel ``reduce`` hook the engine passes (joint method and
+    ``FirstOrder`` only for ``N > 2``: the chord-step and unrolled recursions do not take it)."""
     if solver is None:
         solver = default_solver(params) if len(losses) > 2 else None
     losses, params = _validate(losses, params, solver if solver is not None else Dense())
@@ -367,8 +373,8 @@ def nested_hypergradient(
     n = len(losses)
     if n == 2:
         f, g = losses
-        return hypergradient(lambda o, i: f(o, i), lambda o, i: g(o, i), params[0], params[1], solver,
-                             return_info=return_info)
+        return _hypergradient(lambda o, i: f(o, i), lambda o, i: g(o, i), params[0], params[1], solver,
+                              return_info=return_info, reduce=reduce)
     if isinstance(solver, FiniteDifference):
         raise InvalidProblemError(
             f"FiniteDifference approximates a bilevel (two-level) hypergradient, the DARTS one-step quantity; it has "
@@ -380,10 +386,16 @@ def nested_hypergradient(
     top = leaves(params[0])
     with torch.enable_grad():
         if isinstance(solver, Dense | MinimalResidual):
-            flat = joint_hypergradient(losses, [top, *[leaves(p) for p in params[1:]]], solver, state.levels)
+            flat = joint_hypergradient(losses, [top, *[leaves(p) for p in params[1:]]], solver, state.levels,
+                                       reduce)
             level1 = state.levels[1]
             info = state.info(type(solver).__name__, method="joint", joint_iterations=level1.iterations,
                               joint_residual=level1.residual, joint_size=level1.size)
+        elif reduce is not None and not isinstance(solver, FirstOrder):
+            raise InvalidProblemError(
+                f"{type(solver).__name__} does not take a data-parallel reduce for {n} levels; use the joint method "
+                "(MinimalResidual or Dense, or solver=None)"
+            )
         elif isinstance(solver, ImplicitSolver):
             flat = state.top_gradient(lambda upper: state.respond(1, upper, 1), top)
             info = state.info(type(solver).__name__, method="chord")
@@ -398,6 +410,7 @@ def nested_hypergradient(
             value = state.loss(0, [flatten(list(top.values()))] + state.base[1:])
             gs = torch.autograd.grad(value, list(top.values()), allow_unused=True)
             flat = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, top.values(), strict=True)]
+            flat = reduce_list(reduce, flat)
             info = state.info(type(solver).__name__, method="first_order")
         else:
             raise InvalidProblemError(
