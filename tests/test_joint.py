@@ -28,7 +28,7 @@ def three():
 
 @pytest.fixture(scope="module")
 def four():
-    return Case([2, 3, 3, 3], seed=0)
+    return Case([2, 2, 2, 2], seed=3)
 
 
 # -- the joint method against the dense references -----------------------------------------------------------------
@@ -51,7 +51,7 @@ def test_joint_three_levels_matches_the_dense_reference(three, solver):
 def test_joint_four_levels_matches_the_reference_and_the_chord_method(four, solver):
     g, info = nested_hypergradient(four.losses, four.params, solver, return_info=True)
     assert rel(flat_top(g), four.reference) < 1e-12
-    assert info.joint_size == 3 + 2 * 3 + 4 * 3 and [lv.size for lv in info.levels] == [21, 9, 3]
+    assert info.joint_size == 2 + 2 * 2 + 4 * 2 and [lv.size for lv in info.levels] == [14, 6, 2]
     chord = nested_hypergradient(four.losses, four.params, ConjugateGradient(iterations=50))
     assert rel(flat_top(g), flat_top(chord)) < 1e-12  # two independent algorithms, one number
 
@@ -148,7 +148,7 @@ def test_minres_solves_symmetric_indefinite_systems_with_an_exact_residual():
     true = float((A @ x - b).norm() / b.norm())
     assert true < 1e-11 and abs(true - info.residual) < 1e-11  # the recurrence tracks the true residual
     torch.testing.assert_close(x, torch.linalg.solve(A, b), rtol=1e-9, atol=1e-10)
-    x1, info1 = minres(lambda v: A @ v, b, iterations=200, tol=1e-12, x0=x)  # warm start at the answer
+    x1, info1 = minres(lambda v: A @ v, b, iterations=200, tol=1e-10, x0=x)  # warm start at the answer
     assert info1.iterations == 0 and info1.matvecs == 1 and torch.equal(x1, x)
     zero, info0 = minres(lambda v: A @ v, torch.zeros(n, dtype=DT), iterations=5, tol=1e-12)
     assert info0.matvecs == 0 and not zero.any()
