@@ -32,7 +32,7 @@ from .functional import HessianOperator
 from .hypergradient import _hypergradient
 from .joint import joint_hypergradient, joint_size
 from .solvers.base import Reduce, Solver, SolverInfo, reduce_list, report_convergence
-from .solvers.dense import DENSE_MAX_SIZE, Dense
+from .solvers.dense import DENSE_JOINT_MAX_SIZE, Dense
 from .solvers.finite_difference import FiniteDifference
 from .solvers.first_order import FirstOrder
 from .solvers.implicit import ConjugateGradient, ImplicitSolver, MinimalResidual
@@ -349,7 +349,7 @@ def nested_hypergradient(
         losses: ``N`` callables, outermost first; ``losses[k](*params) -> scalar tensor`` takes all ``N`` dicts.
         params: ``N`` dicts of name -> tensor, outermost first.
         solver: default: the fastest exact one (:func:`default_solver`): for ``N > 2`` the joint method, ``Dense``
-            up to ``DENSE_MAX_SIZE`` unknowns in the joint system, ``MinimalResidual`` above; for ``N = 2`` the
+            up to ``DENSE_JOINT_MAX_SIZE`` unknowns in the joint system, ``MinimalResidual`` above; for ``N = 2`` the
             default of :func:`hyperlevel.hypergradient`.
         return_info: also return the solver info (a :class:`NestedSolverInfo` with per-level figures for
             ``N > 2``).
@@ -429,8 +429,8 @@ def _nested_hypergradient(losses, params, solver=None, *, return_info: bool = Fa
 
 def default_solver(params: Sequence[Mapping[str, Tensor]]) -> Solver:
     """The fastest exact solver for ``N >= 3`` levels (measured, docs/nesting.md): the joint method, dense when
-    its system has at most ``DENSE_MAX_SIZE`` unknowns, else MINRES."""
-    if joint_size(params) <= DENSE_MAX_SIZE:
+    its system has at most ``DENSE_JOINT_MAX_SIZE`` unknowns, else MINRES."""
+    if joint_size(params) <= DENSE_JOINT_MAX_SIZE:
         return Dense()
     return MinimalResidual(iterations=500)
 

@@ -59,7 +59,7 @@ def test_joint_four_levels_matches_the_reference_and_the_chord_method(four, solv
 def test_default_solver_is_the_joint_method_dense_when_small(three, monkeypatch):
     g, info = nested_hypergradient(three.losses, three.params, return_info=True)
     assert info.solver == "Dense" and info.method == "joint" and rel(flat_top(g), three.reference) < 1e-12
-    monkeypatch.setattr(sys.modules["hyperlevel.nested"], "DENSE_MAX_SIZE", 13)  # the joint system has 14 unknowns
+    monkeypatch.setattr(sys.modules["hyperlevel.nested"], "DENSE_JOINT_MAX_SIZE", 13)  # the system has 14 unknowns
     g, info = nested_hypergradient(three.losses, three.params, return_info=True)
     assert info.solver == "MinimalResidual" and rel(flat_top(g), three.reference) < 1e-12
 

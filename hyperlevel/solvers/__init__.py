@@ -1,7 +1,7 @@
 """Hypergradient solvers. Each computes or approximates ``d/do F(o, w*(o))``; see docs/concepts.md."""
 
 from .base import Reduce, Solver, SolverInfo
-from .dense import DENSE_MAX_SIZE, Dense
+from .dense import DENSE_JOINT_MAX_SIZE, DENSE_MAX_SIZE, Dense
 from .finite_difference import FiniteDifference
 from .first_order import FirstOrder
 from .implicit import ConjugateGradient, ImplicitSolver, MinimalResidual, Neumann
@@ -9,6 +9,7 @@ from .linear import LinearSolveInfo, conjugate_gradient, minres, neumann_series
 from .unrolled import Unrolled
 
 __all__ = [
+    "DENSE_JOINT_MAX_SIZE",
     "DENSE_MAX_SIZE",
     "ConjugateGradient",
     "Dense",

@@ -4,7 +4,7 @@ Below a few hundred parameters a Krylov solve spends its time in per-product ove
 pass per iteration, a host synchronisation per inner product). Building the whole Hessian in *one* batched
 backward pass (``torch.autograd.grad(..., is_grads_batched=True)``, which vmaps the backward graph over the
 columns of the identity) and factorising it costs a handful of kernel launches instead; the crossover measured on
-this machine is in docs/benchmarks.md (``DENSE_MAX_SIZE``).
+this machine is in docs/benchmarks.md (``DENSE_MAX_SIZE``, ``DENSE_JOINT_MAX_SIZE``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,14 @@ from ..errors import InvalidProblemError
 from ..functional import check_outer_used, inner_gradient, outer_partials
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 
-#: Largest linear system (inner parameters for two levels, the joint system for more) that ``solver=None``
-#: solves densely; measured crossover against CG / MINRES on this machine (docs/benchmarks.md, "Dense path").
-DENSE_MAX_SIZE = 200
+#: Most inner parameters for which two-level ``solver=None`` solves densely: measured crossover against CG
+#: (50 iterations, tol 1e-10) on this machine, between 50 (dense 1.4-1.6x faster) and 100 (CG 1.2-1.5x faster);
+#: docs/benchmarks.md, "Dense path".
+DENSE_MAX_SIZE = 64
+#: Most unknowns of the joint nested system (``sum_k 2^(k-1) dim p_k``) for which ``nested_hypergradient`` with
+#: ``solver=None`` solves densely instead of by MINRES: its Hessian-vector products are dearer than a plain HVP,
+#: so dense pays longer (2.3x faster still at 120 unknowns); docs/benchmarks.md, "Dense path".
+DENSE_JOINT_MAX_SIZE = 200
 
 
 def dense_jacobian(outputs: Sequence[Tensor | None], inputs: Sequence[Tensor]) -> Tensor:
@@ -94,7 +99,8 @@ class Dense(Solver):
     Hessian comes from one batched backward pass (``n`` Hessian-vector products vectorised), the system is solved
     by Cholesky, and one mixed product gives the hypergradient. Raises :class:`InvalidProblemError` when the inner
     Hessian is not positive definite. Memory and time grow like ``n^2`` and ``n^3``: for small inner problems only
-    (``hypergradient``/``nested_hypergradient`` with ``solver=None`` pick it below ``DENSE_MAX_SIZE``). For more
+    (``hypergradient`` / ``nested_hypergradient`` with ``solver=None`` pick it up to ``DENSE_MAX_SIZE`` /
+    ``DENSE_JOINT_MAX_SIZE`` unknowns). For more
     than two levels, ``nested_hypergradient`` builds and solves the joint saddle-point system densely instead
     (docs/nesting.md) and checks its inertia.
     """
@@ -129,4 +135,4 @@ class Dense(Solver):
         return reduce_list(reduce, result), info
 
 
-__all__ = ["DENSE_MAX_SIZE", "Dense", "dense_jacobian", "saddle_solve", "spd_solve"]
+__all__ = ["DENSE_JOINT_MAX_SIZE", "DENSE_MAX_SIZE", "Dense", "dense_jacobian", "saddle_solve", "spd_solve"]
