@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .._flat import Params, flatten, unflatten
-from ..errors import InvalidProblemError
+from ..errors import InvalidProblemError, SolverDivergedError
 from ..functional import check_outer_used, inner_gradient, outer_partials
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 
@@ -58,8 +58,15 @@ def dense_jacobian(outputs: Sequence[Tensor | None], inputs: Sequence[Tensor]) -
     return (matrix + matrix.T) / 2  # exact symmetry (the products are symmetric up to rounding)
 
 
+def _check_finite(matrix: Tensor, b: Tensor, what: str) -> None:
+    """NaN/Inf in the system is a divergence (the caller then names the non-finite input), not an indefiniteness."""
+    if not bool(torch.isfinite(matrix).all() and torch.isfinite(b).all()):
+        raise SolverDivergedError(f"Dense: {what} or its right-hand side contains NaN or Inf")
+
+
 def spd_solve(matrix: Tensor, b: Tensor, what: str) -> Tensor:
     """``matrix^{-1} b`` by Cholesky; :class:`InvalidProblemError` when ``matrix`` is not positive definite."""
+    _check_finite(matrix, b, what)
     factor, info = torch.linalg.cholesky_ex(matrix)
     if int(info) != 0:
         smallest = float(torch.linalg.eigvalsh(matrix)[0])
@@ -79,6 +86,7 @@ def saddle_solve(matrix: Tensor, b: Tensor, negatives: int, what: str) -> Tensor
     reduced objective, and the nested hypergradient is then not defined, so this raises
     :class:`InvalidProblemError` instead of returning a number.
     """
+    _check_finite(matrix, b, what)
     values, vectors = torch.linalg.eigh(matrix)
     found = int((values < 0).sum())
     scale = float(values.abs().max()) if values.numel() else 0.0
