@@ -25,7 +25,7 @@ from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 DENSE_MAX_SIZE = 64
 #: Most unknowns of the joint nested system (``sum_k 2^(k-1) dim p_k``) for which ``nested_hypergradient`` with
 #: ``solver=None`` solves densely instead of by MINRES: its Hessian-vector products are dearer than a plain HVP,
-#: so dense pays longer (2.3x faster still at 120 unknowns); docs/benchmarks.md, "Dense path".
+#: so dense pays longer (1.75x faster still at 180 unknowns); docs/benchmarks.md, "Dense path".
 DENSE_JOINT_MAX_SIZE = 200
 
 
