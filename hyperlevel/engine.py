@@ -23,14 +23,11 @@ from .problem import Problem
 from .schedule import Phase, Schedule
 from .solvers import SolverInfo
 from .solvers.base import Reduce, reduce_list
-from .solvers.dense import Dense
-from .solvers.first_order import FirstOrder
-from .solvers.implicit import MinimalResidual
 from .validation import check_loss
 from .weighting import LossWeights
 
-#: solvers whose nested (N > 2) hypergradient takes the data-parallel reduce: the joint method (and first order)
-DATA_PARALLEL_NESTED = (MinimalResidual, Dense, FirstOrder)
+#: nested paths (``Declaration.nested``) that take the data-parallel reduce: the joint method and first order
+DATA_PARALLEL_NESTED = ("joint", "partial")
 
 CHECKPOINT_FORMAT = "hyperlevel-engine-v1"
 
@@ -128,7 +125,7 @@ class Engine:
             raise InvalidProblemError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
         if reduce is not None:
             for p in schedule.phases:
-                if p.nested and not isinstance(p.solver, DATA_PARALLEL_NESTED):
+                if p.nested and p.solver.declaration.nested not in DATA_PARALLEL_NESTED:
                     raise InvalidProblemError(
                         f"phase {p.name!r}: nested phases take a data-parallel reduce with the joint method only "
                         f"(solvers.MinimalResidual or solvers.Dense), got {type(p.solver).__name__}; run it in "

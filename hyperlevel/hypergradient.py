@@ -12,6 +12,7 @@ from .errors import InvalidProblemError, SolverDivergedError
 from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
 from .solvers.dense import DENSE_MAX_SIZE, Dense
 from .solvers.implicit import ConjugateGradient
+from .solvers.registry import solver_type_message
 from .validation import check_loss, check_params, check_same_dtype
 
 
@@ -43,6 +44,7 @@ def hypergradient(
         solver: default: :class:`~hyperlevel.solvers.Dense` when the inner parameters have at most
             ``hyperlevel.solvers.DENSE_MAX_SIZE`` entries (the measured crossover, docs/benchmarks.md), else
             ``ConjugateGradient(iterations=50)``; both compute the exact implicit hypergradient.
+            ``hyperlevel.solvers.get(name, **options)`` builds one by name.
         return_info: also return a :class:`~hyperlevel.solvers.SolverInfo` (iterations, final residual, ...).
 
     Returns:
@@ -69,9 +71,7 @@ def _hypergradient(
     if solver is None:
         solver = default_solver(inner_params)
     if not isinstance(solver, Solver):
-        raise InvalidProblemError(
-            f"solver must be a hyperlevel.solvers.Solver (e.g. ConjugateGradient(iterations=50)), got {solver!r}"
-        )
+        raise InvalidProblemError(solver_type_message(solver))
     for fn, what in ((outer_loss, "outer_loss"), (inner_loss, "inner_loss")):
         if not callable(fn):
             raise InvalidProblemError(f"{what} must be callable(outer_params, inner_params) -> scalar tensor")

@@ -112,7 +112,7 @@ def joint_hypergradient(
         else:
             assert isinstance(solver, ImplicitSolver)
             before = op.calls
-            x, lin = solver.linear_solve(op, b)
+            x, lin = solver.linear_solve(op, b, warm=False)
             info.hvp_evals += op.calls - before
         info.iterations += lin.iterations
         info.max_iterations = max(info.max_iterations, lin.iterations)

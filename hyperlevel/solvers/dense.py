@@ -18,6 +18,7 @@ from .._flat import Params, flatten, unflatten
 from ..errors import InvalidProblemError, SolverDivergedError
 from ..functional import check_outer_used, inner_gradient, outer_partials
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .target import Declaration, ImplicitTarget
 
 #: Most inner parameters for which two-level ``solver=None`` solves densely: measured crossover against CG
 #: (50 iterations, tol 1e-10) on this machine, between 50 (dense 1.4-1.6x faster) and 100 (CG 1.2-1.5x faster);
@@ -114,6 +115,11 @@ class Dense(Solver):
     """
 
     method = "dense"
+
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="dense Hessian by batched products, Cholesky",
+                           nested="joint")
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
