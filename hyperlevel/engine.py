@@ -26,6 +26,9 @@ from .solvers.base import Reduce, reduce_list
 from .validation import check_loss
 from .weighting import LossWeights
 
+#: nested paths (``Declaration.nested``) that take the data-parallel reduce: the joint method and first order
+DATA_PARALLEL_NESTED = ("joint", "partial")
+
 CHECKPOINT_FORMAT = "hyperlevel-engine-v1"
 
 
@@ -141,8 +144,14 @@ class Engine:
         schedule.validate(problem.names)
         if on_nonfinite not in ("raise", "skip"):
             raise InvalidProblemError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-        if reduce is not None and any(p.nested for p in schedule.phases):
-            raise InvalidProblemError("nested phases do not take a data-parallel reduce yet; run them in one process")
+        if reduce is not None:
+            for p in schedule.phases:
+                if p.nested and p.solver.declaration.nested not in DATA_PARALLEL_NESTED:
+                    raise InvalidProblemError(
+                        f"phase {p.name!r}: nested phases take a data-parallel reduce with the joint method only "
+                        f"(solvers.MinimalResidual or solvers.Dense), got {type(p.solver).__name__}; run it in "
+                        "one process or switch its solver"
+                    )
         if checkpoint_every and checkpoint_dir is None:
             raise InvalidProblemError("checkpoint_every needs a checkpoint_dir")
         if int(keep_checkpoints) < 0:
@@ -505,7 +514,7 @@ class Engine:
             record.inner_loss = float(value.detach())
 
     def _nested_update(self, phase: Phase, record: StepRecord) -> None:
-        from .nested import nested_hypergradient
+        from .nested import _nested_hypergradient
 
         chain = phase.outer + phase.inner
         levels = [self.problem[n] for n in chain]
@@ -519,7 +528,7 @@ class Engine:
             losses = [lv.precision.wrap(fn, 1.0) if lv.precision is not None else fn
                       for lv, fn in zip((self.problem[n] for n in sub), losses, strict=True)]
             params = [self._flat_params(base, [n]) for n in sub]
-            g = nested_hypergradient(losses, params, solver=phase.solver)
+            g = _nested_hypergradient(losses, params, solver=phase.solver, reduce=self.reduce)
             grads.update(g)
         with torch.no_grad():
             record.outer_loss = float(levels[0].objective(base, batches[chain[0]]))
