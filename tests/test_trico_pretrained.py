@@ -124,7 +124,7 @@ def test_enhance_defaults_to_the_shipped_model(exported, tmp_path, monkeypatch, 
     src = tmp_path / "in.png"
     Image.fromarray(np.full((10, 14, 3), 30, np.uint8)).save(src)
     monkeypatch.setattr(pre, "PRETRAINED_DIR", tmp_path / "empty")
-    assert cli.main(["enhance", "--input", str(src), "--output", str(tmp_path / "o")]) == 1
+    assert cli.main(["enhance", "--input", str(src), "--output", str(tmp_path / "o")]) == 2  # a usage error (exit statuses: docs/trico.md)
     assert "no shipped x2 model" in capsys.readouterr().err
     monkeypatch.setattr(pre, "PRETRAINED_DIR", exported[1].parent)
     assert cli.main(["enhance", "--input", str(src), "--output", str(tmp_path / "o")]) == 0
