@@ -1,6 +1,7 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, solvers, testing
+from . import algorithms, checkpoint, distributed, solvers, testing
+from .algorithms import OptimizeResult, optimize
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -34,6 +35,7 @@ __all__ = [
     "Level",
     "LossWeights",
     "NonFiniteError",
+    "OptimizeResult",
     "Phase",
     "Problem",
     "ProgressBar",
@@ -45,11 +47,13 @@ __all__ = [
     "StepRecord",
     "TensorBoardLogger",
     "adam",
+    "algorithms",
     "checkpoint",
     "cosine_restarts",
     "distributed",
     "hypergradient",
     "nested_hypergradient",
+    "optimize",
     "prefixed",
     "sgd",
     "solvers",
