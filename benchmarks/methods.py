@@ -78,7 +78,7 @@ class Quadratic:
 class HyperCleaning:
     metric_name = "test accuracy"
     lower_is_better = False
-    outer_lr, inner_lr = 100.0, 0.5
+    outer_lr, inner_lr = 50.0, 0.2  # inner L <= 0.5 * lambda_max(X'X / n) + mu ~ 6 on digits
 
     def __init__(self, seed: int, n_train: int = 500, n_val: int = 300, corruption: float = 0.5, mu: float = 1e-2):
         from sklearn.datasets import load_digits
@@ -107,6 +107,20 @@ class HyperCleaning:
 
 
 PROBLEMS = {"quadratic": Quadratic, "hypercleaning": HyperCleaning}
+BOAT_METHODS = ("pgdo", "meso", "vfo")
+
+
+class _Holder(torch.nn.Module):
+    """BOAT optimises ``nn.Module`` parameters: one module per level holding the problem's tensors."""
+
+    def __init__(self, tensors: dict):
+        super().__init__()
+        self.names = list(tensors)
+        for k, v in tensors.items():
+            self.register_parameter(k, torch.nn.Parameter(v.clone()))
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.names}
 
 
 class Run:
@@ -123,8 +137,11 @@ class Run:
 
     def record(self) -> None:
         self.rows.append({"problem": self.problem_name, "method": self.method, "seed": self.seed, "step": self.step,
-                          "seconds": self.seconds, "oracle_calls": self.oracle.calls,
+                          "seconds": self.seconds, "oracle_calls": self.calls(),
                           "metric": self.problem.metric(self.x, self.y), "metric_name": self.problem.metric_name})
+
+    def calls(self) -> int:
+        return self.oracle.calls
 
     def advance(self, calls: int) -> None:
         """Steps until ``calls`` more oracle calls are spent (at least one step)."""
@@ -139,11 +156,74 @@ class Run:
         self.record()
 
 
-def run_problem(name: str, seeds: int, calls: int, chunks: int, methods: list[str]) -> list[dict]:
+class BoatRun(Run):
+    """BOAT 1.1.1's implementation of the same method (``boat_torch.fo_ol``), driven as BOAT's own loop does: its
+    ``optimize`` sets the outer gradient and steps the inner optimizer, then an outer SGD step. Oracle calls:
+    every evaluation of either objective counts one (BOAT differentiates each evaluation once). Options map to
+    ours: PGDO ``gamma_init = gamma_max = 200``, ``lower_loop = 1``; MESO ``eta = y_hat_lr = inner_lr``,
+    ``gamma_1 = 1`` (our ``gamma = 1``), ``c0 = 10``; VFO ``lower_loop = 10``, ``u1 = 1`` (BOAT's form: y pre-steps).
+    """
+
+    def __init__(self, problem, method: str, seed: int, problem_name: str):
+        import boat_torch.fo_ol as fo
+
+        self.problem, self.method, self.seed, self.problem_name = problem, f"boat-{method}", seed, problem_name
+        self.ul, self.ll = _Holder(problem.start[0]), _Holder(problem.start[1])
+        self.counter = [0]
+
+        def ll_objective(feed, ul, ll):
+            self.counter[0] += 1
+            return problem.inner_loss(ul.as_dict(), ll.as_dict())
+
+        def ul_objective(feed, ul, ll):
+            self.counter[0] += 1
+            return problem.outer_loss(ul.as_dict(), ll.as_dict())
+
+        lr_in, lr_out = problem.inner_lr, problem.outer_lr
+        config = {"lower_level_opt": torch.optim.SGD(self.ll.parameters(), lr=lr_in), "device": "cpu",
+                  "PGDO": {"y_hat_lr": lr_in, "gamma_init": 200.0, "gamma_max": 200.0, "gamma_argmax_step": 1,
+                           "update_y_ahead": False, "penalty": "difference"},
+                  "MESO": {"eta": lr_in, "gamma_1": 1.0, "c0": 10.0, "y_hat_lr": lr_in},
+                  "VFO": {"y_hat_lr": lr_in, "eta": lr_in, "u1": 1.0}}
+        cls = {"pgdo": fo.PGDO, "meso": fo.MESO, "vfo": fo.VFO}[method]
+        loop = {"pgdo": 1, "meso": 1, "vfo": 10}[method]
+        self.boat = cls(ll_objective, loop, self.ul, ul_objective, self.ll, list(self.ll.parameters()),
+                        list(self.ul.parameters()), config)
+        self.ul_opt = torch.optim.SGD(self.ul.parameters(), lr=lr_out)
+        self.step, self.seconds, self.rows, self.failed = 0, 0.0, [], ""
+        self.sync()
+        self.record()
+
+    def sync(self) -> None:
+        self.x = {k: v.detach().clone() for k, v in self.ul.as_dict().items()}
+        self.y = {k: v.detach().clone() for k, v in self.ll.as_dict().items()}
+
+    def calls(self) -> int:
+        return self.counter[0]
+
+    def advance(self, calls: int) -> None:
+        target = self.counter[0] + calls
+        start = time.perf_counter()
+        while self.counter[0] < target:
+            self.ul_opt.zero_grad(set_to_none=True)
+            self.boat.optimize({}, {}, self.step)
+            self.ul_opt.step()
+            self.step += 1
+        self.seconds += time.perf_counter() - start
+        self.sync()
+        if not all(bool(torch.isfinite(t).all()) for t in (*self.x.values(), *self.y.values())):
+            self.failed = f"non-finite at step {self.step}"
+        self.record()
+
+
+def run_problem(name: str, seeds: int, calls: int, chunks: int, methods: list[str], boat: bool = False
+                ) -> list[dict]:
     rows = []
     for seed in range(seeds):
         problem = PROBLEMS[name](seed)
         runs = [Run(problem, m, seed, name) for m in methods]
+        if boat:
+            runs += [BoatRun(problem, m, seed, name) for m in methods if m in BOAT_METHODS]
         for _ in range(chunks):
             for run in runs:  # interleaved: A B C ... A B C ...
                 if not run.failed:
@@ -231,20 +311,23 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=6000, help="oracle calls per method, seed and problem")
     ap.add_argument("--chunks", type=int, default=30, help="records per run (the interleaving granularity)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--boat", action="store_true", help="also run BOAT's PGDO, MESO and VFO (boat-torch, higher)")
+    ap.add_argument("--tag", default="methods", help="output file stem")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     problems, methods = args.problems.split(","), args.methods.split(",")
+    labels = methods + [f"boat-{m}" for m in methods if args.boat and m in BOAT_METHODS]
     rows = []
     for p in problems:
-        rows += run_problem(p, args.seeds, args.calls, args.chunks, methods)
-        with open(args.out / "methods.csv", "w", newline="") as f:
+        rows += run_problem(p, args.seeds, args.calls, args.chunks, methods, args.boat)
+        with open(args.out / f"{args.tag}.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows(rows)
-        plot(rows, p, methods, args.out / f"methods_{p}.png")
-    text = table(rows, problems, methods)
-    (args.out / "methods.md").write_text(text + "\n")
+        plot(rows, p, labels, args.out / f"{args.tag}_{p}.png")
+    text = table(rows, problems, labels)
+    (args.out / f"{args.tag}.md").write_text(text + "\n")
     print(text)
 
 

@@ -51,17 +51,17 @@ def test_registry_lists_every_method_and_names_the_known_ones_on_errors():
         get("bome", outer_lr=0.1, inner_lr=0.1, inner_steps=0)
     with pytest.raises(InvalidProblemError, match="unknown solver 'nope'"):
         get("implicit", outer_lr=0.1, inner_lr=0.1, solver="nope")
-    assert hl.algorithms.defaults("bome") == {"inner_steps": 50, "eta": 0.5, "warm_start": False}
+    assert hl.algorithms.defaults("bome") == {"inner_steps": 50, "eta": 0.5, "warm_start": False, "y_scale": 0.2}
 
 
 @pytest.mark.parametrize(
     ("method", "options", "gradients", "hvps"),
     [
         ("bome", {"inner_steps": 3}, 3 + 3, 0),
-        ("vfo", {"inner_steps": 2}, 2 + 2 + 3, 0),
+        ("vfo", {"inner_steps": 2, "pre_steps": 1}, 1 + 2 + 3, 0),
         ("f2sa", {"inner_steps": 2}, 3 * 2 + 3, 0),
         ("pgdo", {"inner_steps": 2}, 2 + 2 + 3, 0),
-        ("meso", {}, 5, 0),
+        ("meso", {}, 4, 0),
         ("soba", {}, 2, 1),
     ],
 )

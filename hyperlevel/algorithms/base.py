@@ -77,9 +77,12 @@ class Oracle:
         self.hvp_calls += int(hvps)
 
     def value(self, which: str, x: Params, y: Params) -> float:
-        """A loss value without derivatives (not counted: used for logging)."""
-        with torch.no_grad():
-            return float(self._loss(which)(x, y))
+        """A loss value without derivatives (not counted: used for logging). Evaluated on autograd leaves, as
+        every loss here, because wrapped objectives (the engine's) check that the value carries a graph."""
+        with torch.enable_grad():
+            xs = {k: v.detach().requires_grad_() for k, v in x.items()}
+            ys = {k: v.detach().requires_grad_() for k, v in y.items()}
+            return float(self._loss(which)(xs, ys).detach())
 
     def grad(self, which: str, x: Params, y: Params, wrt: str = "xy") -> tuple[Tensor, Params, Params]:
         """``(value, d_x loss, d_y loss)`` of ``which`` (``"outer"`` or ``"inner"``); a block not in ``wrt`` is

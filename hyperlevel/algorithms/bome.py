@@ -8,6 +8,12 @@ value-function constraint ``q(x, y) = g(x, y) - g(x, z) <= 0`` with ``phi = eta 
 The estimate ``g(x, z)`` of ``g*(x)`` from ``T`` steps started at ``y`` biases the limit point: on a quadratic
 the hypergradient it follows is off by the factor ``(I - inner_lr A)^T`` on the slow inner directions, hence
 the default ``inner_steps = 50`` rather than the paper's 10 (docs/algorithms.md measures the effect).
+
+The paper moves ``x`` and ``y`` with one step size ``xi``. The barrier direction has no fixed point (``<d, grad
+q> = phi > 0`` wherever ``lambda > 0``), so with a finite step the iterates settle at a distance from the
+solution proportional to the ``y`` step: on the test quadratic at ``xi = 0.05`` the relative error of ``x``
+stalls at 2.3e-2 (4.7e-2 with a ``y`` step of 0.1, 1.3e-1 with 0.3). Here ``x`` steps with ``outer_lr`` and
+``y`` with ``y_scale * outer_lr``; the default ``y_scale = 0.2`` reaches 1e-2 in 892 steps.
 """
 
 from __future__ import annotations
@@ -28,16 +34,16 @@ class BOME(Algorithm):
     Options:
         inner_steps: gradient steps computing ``z`` (default 50).
         eta: barrier coefficient ``eta`` in ``phi = eta |grad q|^2`` (default 0.5, the paper's choice).
-        warm_start: start ``z`` from its previous value instead of from ``y`` (default ``False``, as the paper;
-            ``True`` removes the bias above at no extra cost).
+        warm_start: start ``z`` from its previous value instead of from ``y`` (default ``False``, as the paper).
+        y_scale: the ``y`` part of the barrier step is ``y_scale * outer_lr`` (default 0.2; the paper: 1).
     """
 
     name = "bome"
-    defaults: dict[str, Any] = {"inner_steps": 50, "eta": 0.5, "warm_start": False}
+    defaults: dict[str, Any] = {"inner_steps": 50, "eta": 0.5, "warm_start": False, "y_scale": 0.2}
 
     def check_options(self) -> None:
         self._positive("inner_steps", integer=True)
-        self._positive("eta")
+        self._positive("eta", "y_scale")
         if not isinstance(self.warm_start, bool):
             raise InvalidProblemError(f"method 'bome': warm_start must be a bool, got {self.warm_start!r}")
 
@@ -49,4 +55,4 @@ class BOME(Algorithm):
         z = oracle.inner_descent(x, start, self.inner_steps, self.inner_lr)
         self.state["z"] = z
         dx, dy, _, _ = barrier_direction(oracle, x, y, z, "grad", self.eta)
-        return axpy(x, -self.outer_lr, dx), axpy(y, -self.outer_lr, dy)
+        return axpy(x, -self.outer_lr, dx), axpy(y, -self.y_scale * self.outer_lr, dy)

@@ -27,16 +27,19 @@ class Implicit(Algorithm):
     Options:
         solver: a :class:`~hyperlevel.solvers.Solver` or a solver name (``"cg"``, ``"neumann"``, ...; default
             ``"cg"`` with 20 iterations, warm-started across steps).
+        solver_options: options for a named solver, passed to the solver registry (default none: the in-loop
+            defaults above).
         inner_steps: inner gradient steps (size ``inner_lr``) before each hypergradient (default 10).
     """
 
     name = "implicit"
-    defaults: dict[str, Any] = {"solver": "cg", "inner_steps": 10}
+    defaults: dict[str, Any] = {"solver": "cg", "solver_options": None, "inner_steps": 10}
 
     def check_options(self) -> None:
         if not isinstance(self.inner_steps, int) or self.inner_steps < 0:
             raise InvalidProblemError(f"method 'implicit': inner_steps must be an integer >= 0, got {self.inner_steps!r}")
-        self.solver_object: Solver = resolve_solver(self.solver, inner_lr=self.inner_lr)
+        self.solver_object: Solver = resolve_solver(self.solver, inner_lr=self.inner_lr,
+                                                     options=self.solver_options)
 
     def update(self, oracle: Oracle, x: Params, y: Params) -> tuple[Params, Params]:
         y = oracle.inner_descent(x, y, self.inner_steps, self.inner_lr)

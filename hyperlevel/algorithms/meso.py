@@ -11,7 +11,7 @@ along the run. One single loop, per step:
 
 The paper writes the ``x`` step as ``alpha (grad_x f / c_k + ...)``; here ``alpha = outer_lr c_k``, so that
 ``outer_lr`` keeps its meaning (the step on the outer objective) whatever ``c_k`` is. First order and
-Hessian-free: 5 gradient calls per step.
+Hessian-free: 4 gradient calls per step.
 """
 
 from __future__ import annotations

@@ -23,17 +23,18 @@ def _table(inner_lr: float) -> dict[str, Any]:
     }
 
 
-def resolve_solver(solver: Solver | str, *, inner_lr: float) -> Solver:
-    """A solver object as given, or the named one (with defaults suited to running inside a loop: CG warm-started
-    and silent when capped, the step-based solvers using the method's ``inner_lr``)."""
+def resolve_solver(solver: Solver | str, *, inner_lr: float, options: dict[str, Any] | None = None) -> Solver:
+    """A solver object as given, or the named one: with ``options``, built by the solver registry with exactly
+    those; without, with defaults suited to running inside a loop (CG warm-started and silent when capped, the
+    step-based solvers using the method's ``inner_lr``)."""
     if isinstance(solver, Solver):
         return solver
     if not isinstance(solver, str):
         raise InvalidProblemError(f"solver must be a hyperlevel solver or a solver name, got {solver!r}")
     table = _table(inner_lr)
-    if solver in table:
-        return table[solver]()
     registry_get = getattr(solvers, "get", None)
+    if solver in table and not options:
+        return table[solver]()
     if registry_get is not None:
-        return registry_get(solver)
+        return registry_get(solver, **(options or {}))
     raise InvalidProblemError(f"unknown solver {solver!r}; available: {sorted(table)}")
