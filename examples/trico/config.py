@@ -65,7 +65,8 @@ class DataConfig:
     split_ratio: list[float] = field(default_factory=lambda: [1.0, 5.0])
     split_seed: int = 0
     samples_per_epoch: int = 240
-    ev_range: list[float] = field(default_factory=lambda: [2.5, 4.5])
+    ev_range: list[float] = field(default_factory=lambda: [2.0, 5.0])
+    degradation: dict[str, Any] = field(default_factory=dict)
     exposures: list[float] | None = None
     seed: int = 0
 
@@ -79,6 +80,22 @@ class DataConfig:
             raise ConfigError(f"{key}.split_ratio: two positive numbers (upper, lower), got {self.split_ratio}")
         if len(self.ev_range) != 2 or not 0 <= self.ev_range[0] <= self.ev_range[1]:
             raise ConfigError(f"{key}.ev_range: [lo, hi] with 0 <= lo <= hi, got {self.ev_range}")
+        self.build_degradation(key)
+
+    def build_degradation(self, key: str = "data"):
+        """The training degradation (``seen`` model) with ``degradation`` overriding its defaults; the
+        evaluation-only ``unseen`` model cannot be selected here."""
+        from .data.degradations import build_degradation
+
+        options = dict(self.degradation)
+        name = options.pop("name", "seen")
+        if name != "seen":
+            raise ConfigError(f"{key}.degradation.name: training uses the 'seen' model only (the 'unseen' one is "
+                              f"reserved for evaluation), got {name!r}")
+        try:
+            return build_degradation("seen", **options)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{key}.degradation: {exc}") from None
 
 
 @dataclass

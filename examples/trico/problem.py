@@ -102,12 +102,12 @@ def build_train_data(config: TrainConfig) -> torch.utils.data.Dataset:
     scale = config.model.scale
     if d.source == "embedded":
         return embedded_dataset("train", scale=scale, crop=d.crop, seed=d.seed, ev_range=tuple(d.ev_range),
-                                samples_per_epoch=d.samples_per_epoch)
+                                samples_per_epoch=d.samples_per_epoch, degradation=d.build_degradation())
     if d.source == "folder":
         from .data import SyntheticPairs
 
         return SyntheticPairs(d.root, scale=scale, ev_range=tuple(d.ev_range), crop=d.crop, seed=d.seed,
-                              samples_per_epoch=d.samples_per_epoch)
+                              samples_per_epoch=d.samples_per_epoch, degradation=d.build_degradation())
     from .data import Rellisur
 
     return Rellisur(d.root, split="Train", scale=scale, exposures=d.exposures, crop=d.crop, augment=True,

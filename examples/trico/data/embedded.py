@@ -11,7 +11,10 @@ data set is small enough for a CPU demo.
 - **test** (``TEST_IMAGES``): chelsea and rocket, never used for training. Shorter side resized to
   ``hr_size`` (256) and centre-cropped to ``hr_size x hr_size`` (divisible by 2 and 4), each degraded at the
   fixed exposures ``test_evs`` (2.5, 3.5, 4.5 stops) with fixed seeds: 6 fixed pairs, identical on every
-  call with the same arguments.
+  call with the same arguments. ``degradation`` picks the model: ``"seen"`` (the training model,
+  :class:`~examples.trico.data.degradations.CameraDegradation`, its random kernel / noise / tone curve / JPEG
+  drawn from the test split's own fixed seed) or ``"unseen"`` (the evaluation-only model); ``None`` keeps the
+  first-wave :func:`~examples.trico.data.synthetic.degrade` with ``params``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .common import SampleKey, derive_seed, split_key
+from .degradations import Degradation, build_degradation, degrade_with
 from .synthetic import DegradationParams, SyntheticPairs, degrade, quantize_8bit
 
 __all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "load_skimage_photo", "embedded_dataset", "FixedPairs"]
@@ -79,15 +83,23 @@ class FixedPairs(Dataset):
 def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed: int = 0,
                      ev_range: tuple[float, float] = (2.5, 4.5), samples_per_epoch: int = 240,
                      hr_size: int = 256, train_short_side: int = 320, test_evs: Sequence[float] = (2.5, 3.5, 4.5),
-                     params: DegradationParams | None = None, augment: bool = True) -> Dataset:
+                     params: DegradationParams | None = None, augment: bool = True,
+                     degradation: str | Degradation | None = None) -> Dataset:
     """The embedded data set. ``split="train"``: a :class:`SyntheticPairs` of ``samples_per_epoch`` random
     crops (``crop`` LR pixels). ``split="test"``: :class:`FixedPairs` of full ``hr_size`` images.
+    ``degradation``: a registered name (``"seen"``, ``"unseen"``), a degradation object, or ``None`` (first-wave
+    model). Training refuses ``"unseen"``: it exists to measure generalisation.
     """
     split = split.lower()
+    if isinstance(degradation, str):
+        if split == "train" and degradation == "unseen":
+            raise ValueError("the 'unseen' degradation is for evaluation only; train with 'seen'")
+        degradation = build_degradation(degradation)
     if split == "train":
         images = [load_skimage_photo(n, train_short_side) for n in TRAIN_IMAGES]
         return SyntheticPairs(images, scale=scale, ev_range=ev_range, crop=crop, seed=seed, augment=augment,
-                              samples_per_epoch=samples_per_epoch, params=params, names=list(TRAIN_IMAGES))
+                              samples_per_epoch=samples_per_epoch, params=params, names=list(TRAIN_IMAGES),
+                              degradation=degradation)
     if split in ("test", "val"):
         if hr_size % scale:
             raise ValueError(f"hr_size {hr_size} must be divisible by the scale {scale}")
@@ -99,8 +111,11 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
             hr = img[:, top : top + hr_size, left : left + hr_size].contiguous()
             for j, ev in enumerate(test_evs):
                 gen = torch.Generator().manual_seed(derive_seed(seed, 0x7E57, i, j))
-                lr = degrade(hr, scale, float(ev), generator=gen, params=params)
+                if degradation is None:
+                    lr, drawn = degrade(hr, scale, float(ev), generator=gen, params=params), {}
+                else:
+                    lr, drawn = degrade_with(degradation, hr, scale, float(ev), gen)
                 samples.append({"input": lr, "target": hr.clone(), "name": f"{name}-{float(ev):g}",
-                                "ev": float(ev)})
+                                "ev": float(ev), "degradation": drawn})
         return FixedPairs(samples)
     raise ValueError(f"split must be 'train' or 'test', got {split!r}")

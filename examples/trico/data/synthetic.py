@@ -41,9 +41,13 @@ from .common import (
     sample_generator,
     split_key,
 )
+from .degradations import Degradation, degrade_with, linear_to_srgb, quantize_8bit, srgb_to_linear
 
 __all__ = ["DegradationParams", "srgb_to_linear", "linear_to_srgb", "quantize_8bit", "downscale",
            "degrade", "SyntheticPairs", "list_images"]
+
+# ``degrade``/``DegradationParams`` are the first-wave model (fixed noise levels, sRGB or power-law response, one
+# kernel), kept for RELLISUR-free smoke tests; training configs use the richer ``degradations.CameraDegradation``.
 
 
 @dataclass(frozen=True)
@@ -61,22 +65,6 @@ class DegradationParams:
             raise ValueError(f"response must be 'srgb' or 'gamma', got {self.response!r}")
         if self.full_well <= 0 or self.read_noise < 0 or self.gamma <= 0:
             raise ValueError("full_well and gamma must be > 0 and read_noise >= 0")
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB EOTF (IEC 61966-2-1): display values in [0, 1] to linear light."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """sRGB OETF: linear light in [0, 1] to display values."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
-
-
-def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
 
 
 def downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -145,7 +133,9 @@ class SyntheticPairs(Dataset):
             ``i % len(images)``.
         centre_crop: deterministic centre crop in LR pixels (test-time option), used when ``crop`` is None.
         fixed_ev: ``True`` makes the exposure and noise of a sample independent of the epoch (test sets).
-        params: :class:`DegradationParams`.
+        params: :class:`DegradationParams` of the first-wave :func:`degrade` (used when ``degradation`` is None).
+        degradation: a :class:`~examples.trico.data.degradations.Degradation` (``seen`` for training, ``unseen``
+            for evaluation only); its drawn parameters are part of the sample's seeded randomness.
 
     Items: ``{"input": (3, h, w), "target": (3, s*h, s*w), "name": str, "ev": float}``.
     """
@@ -154,7 +144,8 @@ class SyntheticPairs(Dataset):
                  ev_range: float | tuple[float, float] = (2.5, 4.5), crop: int | tuple[int, int] | None = None,
                  seed: int = 0, augment: bool = True, samples_per_epoch: int | None = None,
                  centre_crop: int | tuple[int, int] | None = None, fixed_ev: bool = False,
-                 params: DegradationParams | None = None, names: Sequence[str] | None = None):
+                 params: DegradationParams | None = None, names: Sequence[str] | None = None,
+                 degradation: Degradation | None = None):
         if scale not in (1, 2, 3, 4, 8):
             raise ValueError(f"scale must be 1, 2, 3, 4 or 8, got {scale}")
         self.scale = int(scale)
@@ -171,6 +162,7 @@ class SyntheticPairs(Dataset):
         self.augment = bool(augment)
         self.fixed_ev = bool(fixed_ev)
         self.params = params or DegradationParams()
+        self.degradation = degradation
 
         if isinstance(source, str | os.PathLike):
             items: list = list(list_images(source))
@@ -230,5 +222,8 @@ class SyntheticPairs(Dataset):
         lo, hi = self.ev_range
         ev = lo + (hi - lo) * float(torch.rand((), generator=gen)) if hi > lo else lo
         ev = round(ev, 4)
-        lr = degrade(hr, self.scale, ev, generator=gen, params=self.params)
+        if self.degradation is not None:
+            lr, _ = degrade_with(self.degradation, hr, self.scale, ev, gen)
+        else:
+            lr = degrade(hr, self.scale, ev, generator=gen, params=self.params)
         return {"input": lr, "target": quantize_8bit(hr), "name": f"{self.names[img_idx]}-{ev:g}", "ev": ev}
