@@ -302,6 +302,22 @@ def table(rows: list[dict], problems: list[str], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def render(paths: list[Path], out: Path, tag: str) -> None:
+    """Table and plots from saved CSVs (several runs may be combined: each keeps its own rows)."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            rows += [{**r, "seed": int(r["seed"])} for r in csv.DictReader(f)]
+    problems = list(dict.fromkeys(r["problem"] for r in rows))
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    for p in problems:
+        plot(rows, p, [m for m in labels if any(r["problem"] == p and r["method"] == m for r in rows)],
+             out / f"{tag}_{p}.png")
+    text = table(rows, problems, labels)
+    (out / f"{tag}.md").write_text(text + "\n")
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -313,7 +329,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--boat", action="store_true", help="also run BOAT's PGDO, MESO and VFO (boat-torch, higher)")
     ap.add_argument("--tag", default="methods", help="output file stem")
+    ap.add_argument("--render", nargs="+", type=Path, help="only redraw the table and plots from these CSVs")
     args = ap.parse_args()
+    if args.render:
+        render(args.render, args.out, args.tag)
+        return
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     problems, methods = args.problems.split(","), args.methods.split(",")

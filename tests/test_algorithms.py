@@ -87,18 +87,15 @@ def test_every_method_reaches_the_closed_form_solution_of_the_quadratic(method):
 
 
 def test_implicit_with_an_exact_solver_is_gradient_descent_on_the_hyper_objective():
-    """With cg and inner steps from the exact inner solution, one step equals x - lr * dF/dx in closed form."""
-    outer, inner, (x0, _), x_star = quadratic()
-    del x_star
-    torch.manual_seed(0)
-    x = {"x": torch.randn(2, dtype=torch.float64)}
-    A, B, c = _matrices()
+    """From the exact inner solution, one step equals x - lr * dF/dx with the closed-form hypergradient."""
+    outer, inner, _, _ = quadratic()
+    A, B, c = _matrices()  # the same matrices as quadratic() (same seed and draws)
+    x = {"x": torch.tensor([0.7, -1.3], dtype=torch.float64)}
     y = {"y": torch.linalg.solve(A, B @ x["x"])}
     r = hl.optimize(outer, inner, x, y, method="implicit", steps=1, outer_lr=0.05, inner_lr=0.1)
-    A_inv = torch.linalg.inv(A)
-    hypergradient = 0.1 * x["x"] + B.T @ A_inv @ (y["y"] - c)
+    hypergradient = 0.1 * x["x"] + B.T @ torch.linalg.solve(A, y["y"] - c)
     torch.testing.assert_close(r.outer["x"], x["x"] - 0.05 * hypergradient, rtol=1e-9, atol=1e-12)
-    assert x0 is not None
+    torch.testing.assert_close(r.inner["y"], y["y"], rtol=1e-12, atol=1e-12)  # the inner steps stay put
 
 
 def _matrices():
@@ -176,3 +173,22 @@ def test_phase_rejects_a_method_that_is_not_an_algorithm():
         hl.Phase("p", outer=["a"], inner=["b"], method="bome")
     with pytest.raises(InvalidProblemError, match="needs outer levels"):
         hl.Phase("p", outer=[], inner=["b"], method=get("bome", outer_lr=0.1, inner_lr=0.1))
+
+
+@pytest.mark.parametrize("method", ["f2sa", "pgdo", "meso", "bome", "soba"])
+def test_an_outer_loss_of_the_inner_variables_only_is_accepted(method):
+    """Hyper-parameter problems (hyper-cleaning): F depends on x only through y*(x); its d_x F is zero."""
+    A, B, c = _matrices()
+
+    def outer(x, y):
+        return 0.5 * ((y["y"] - c) ** 2).sum()
+
+    def inner(x, y):
+        return 0.5 * y["y"] @ A @ y["y"] - y["y"] @ B @ x["x"]
+
+    x0 = {"x": torch.tensor([0.5, 0.5], dtype=torch.float64)}
+    r = hl.optimize(outer, inner, x0, {"y": torch.zeros(4, dtype=torch.float64)}, method=method, steps=2)
+    assert torch.isfinite(r.outer["x"]).all() and not torch.equal(r.outer["x"], x0["x"])
+    with pytest.raises(InvalidProblemError, match="does not depend on any parameter"):
+        hl.optimize(lambda x, y: torch.tensor(1.0, dtype=torch.float64), inner, x0,
+                    {"y": torch.zeros(4, dtype=torch.float64)}, method="bome", steps=1)

@@ -91,7 +91,9 @@ class Oracle:
         xs = {k: v.detach().requires_grad_("x" in wrt) for k, v in x.items()}
         ys = {k: v.detach().requires_grad_("y" in wrt) for k, v in y.items()}
         with torch.enable_grad():
-            value = check_loss(self._loss(which)(xs, ys), f"{which}_loss", finite=False)
+            value = self._loss(which)(xs, ys)
+            if not (isinstance(value, Tensor) and value.requires_grad):  # e.g. an outer loss of y only, wrt x
+                value = check_loss(value, f"{which}_loss", finite=False) if wrt == "xy" else torch.as_tensor(value)
             inputs = ({} if "x" not in wrt else xs) | ({} if "y" not in wrt else {("y", k): v for k, v in ys.items()})
             tensors = list(inputs.values())
             gs = torch.autograd.grad(value, tensors, allow_unused=True) if value.requires_grad else [None] * len(
