@@ -51,7 +51,7 @@ def test_registry_lists_every_method_and_names_the_known_ones_on_errors():
         get("bome", outer_lr=0.1, inner_lr=0.1, inner_steps=0)
     with pytest.raises(InvalidProblemError, match="unknown solver 'nope'"):
         get("implicit", outer_lr=0.1, inner_lr=0.1, solver="nope")
-    assert hl.algorithms.defaults("bome") == {"inner_steps": 50, "eta": 0.5, "warm_start": False, "y_scale": 0.2}
+    assert hl.algorithms.defaults("bome") == {"inner_steps": 50, "eta": 0.5, "warm_start": False, "y_scale": 0.1}
 
 
 @pytest.mark.parametrize(

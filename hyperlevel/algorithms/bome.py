@@ -13,7 +13,8 @@ The paper moves ``x`` and ``y`` with one step size ``xi``. The barrier direction
 q> = phi > 0`` wherever ``lambda > 0``), so with a finite step the iterates settle at a distance from the
 solution proportional to the ``y`` step: on the test quadratic at ``xi = 0.05`` the relative error of ``x``
 stalls at 2.3e-2 (4.7e-2 with a ``y`` step of 0.1, 1.3e-1 with 0.3). Here ``x`` steps with ``outer_lr`` and
-``y`` with ``y_scale * outer_lr``; the default ``y_scale = 0.2`` reaches 1e-2 in 892 steps.
+``y`` with ``y_scale * inner_lr`` (the ``y`` step is an inner-scale step: on hyper-cleaning ``outer_lr`` is 50);
+the default ``y_scale = 0.1`` (a ``y`` step of 0.01 on the test quadratic) reaches 1e-2 in 892 steps.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ class BOME(Algorithm):
         inner_steps: gradient steps computing ``z`` (default 50).
         eta: barrier coefficient ``eta`` in ``phi = eta |grad q|^2`` (default 0.5, the paper's choice).
         warm_start: start ``z`` from its previous value instead of from ``y`` (default ``False``, as the paper).
-        y_scale: the ``y`` part of the barrier step is ``y_scale * outer_lr`` (default 0.2; the paper: 1).
+        y_scale: the ``y`` part of the barrier step is ``y_scale * inner_lr`` (default 0.1; the paper uses the
+            outer step for both levels).
     """
 
     name = "bome"
-    defaults: dict[str, Any] = {"inner_steps": 50, "eta": 0.5, "warm_start": False, "y_scale": 0.2}
+    defaults: dict[str, Any] = {"inner_steps": 50, "eta": 0.5, "warm_start": False, "y_scale": 0.1}
 
     def check_options(self) -> None:
         self._positive("inner_steps", integer=True)
@@ -55,4 +57,4 @@ class BOME(Algorithm):
         z = oracle.inner_descent(x, start, self.inner_steps, self.inner_lr)
         self.state["z"] = z
         dx, dy, _, _ = barrier_direction(oracle, x, y, z, "grad", self.eta)
-        return axpy(x, -self.outer_lr, dx), axpy(y, -self.y_scale * self.outer_lr, dy)
+        return axpy(x, -self.outer_lr, dx), axpy(y, -self.y_scale * self.inner_lr, dy)
