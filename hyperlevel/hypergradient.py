@@ -11,6 +11,7 @@ from ._flat import flatten, leaves
 from .errors import InvalidProblemError, SolverDivergedError
 from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
 from .solvers.implicit import ConjugateGradient
+from .solvers.registry import solver_type_message
 from .validation import check_loss, check_params, check_same_dtype
 
 
@@ -39,7 +40,8 @@ def hypergradient(
         inner_loss: ``inner_loss(outer_params, inner_params) -> scalar tensor`` (``G``).
         outer_params: dict of name -> tensor.
         inner_params: dict of name -> tensor at (or near) a minimiser of ``inner_loss``.
-        solver: default ``ConjugateGradient(iterations=50)``.
+        solver: default ``ConjugateGradient(iterations=50)``; ``hyperlevel.solvers.get(name, **options)`` builds
+            one by name.
         return_info: also return a :class:`~hyperlevel.solvers.SolverInfo` (iterations, final residual, ...).
 
     Returns:
@@ -66,9 +68,7 @@ def _hypergradient(
     if solver is None:
         solver = ConjugateGradient(iterations=50)
     if not isinstance(solver, Solver):
-        raise InvalidProblemError(
-            f"solver must be a hyperlevel.solvers.Solver (e.g. ConjugateGradient(iterations=50)), got {solver!r}"
-        )
+        raise InvalidProblemError(solver_type_message(solver))
     for fn, what in ((outer_loss, "outer_loss"), (inner_loss, "inner_loss")):
         if not callable(fn):
             raise InvalidProblemError(f"{what} must be callable(outer_params, inner_params) -> scalar tensor")

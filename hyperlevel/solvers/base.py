@@ -12,7 +12,8 @@ from typing import Any, Literal
 from torch import Tensor
 
 from .._flat import Params
-from ..errors import ConvergenceError, ConvergenceWarning
+from ..errors import ConvergenceError, ConvergenceWarning, InvalidProblemError
+from .target import Declaration
 
 PairLoss = Callable[[Params, Params], Tensor]
 #: Averages a tensor over data-parallel processes (identity in a single process); see hyperlevel.distributed.
@@ -63,8 +64,21 @@ class Solver(ABC):
     run the same iteration and the result equals the single-process one on the union of the data.
     """
 
-    #: the name shared across libraries in benchmarks (``cg``, ``neumann``, ...)
+    #: the name shared across libraries in benchmarks (``cg``, ``neumann``, ...), and its key in the registry
     method: str = ""
+
+    @property
+    def declaration(self) -> Declaration:
+        """What this solver computes or approximates, and how (:mod:`hyperlevel.solvers.target`).
+
+        ``check_hypergradient`` compares the solver with finite differences of ``declaration.target``, and
+        ``nested_hypergradient`` picks its N-level path from ``declaration.nested``; every solver must declare it.
+        """
+        raise InvalidProblemError(
+            f"{type(self).__name__} declares no target: define its `declaration` property (a "
+            "hyperlevel.solvers.target.Declaration saying which function's gradient it computes, e.g. "
+            "Declaration(ImplicitTarget(), exact=True, how='...'))"
+        )
 
     @abstractmethod
     def solve(

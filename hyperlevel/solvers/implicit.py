@@ -20,6 +20,7 @@ from ..errors import InvalidProblemError
 from ..functional import HessianOperator, check_outer_used, inner_gradient, outer_partials
 from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
+from .target import Declaration, ImplicitTarget
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -48,8 +49,9 @@ class ImplicitSolver(Solver):
         self._previous = state.get("previous")
 
     @abstractmethod
-    def linear_solve(self, matvec, b: Tensor) -> tuple[Tensor, LinearSolveInfo]:
-        """Solve ``H x = b`` approximately, with ``matvec(v) = H v``."""
+    def linear_solve(self, matvec, b: Tensor, warm: bool = True) -> tuple[Tensor, LinearSolveInfo]:
+        """Solve ``H x = b`` approximately for symmetric ``H``, with ``matvec(v) = H v``; ``warm=False`` ignores any
+        warm start (the nested path solves a different system each time)."""
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
@@ -120,8 +122,13 @@ class ConjugateGradient(ImplicitSolver):
     ):
         super().__init__(iterations, tol, on_nonconvergence, warm_start)
 
-    def linear_solve(self, matvec, b):
-        x0 = self._previous if self.warm_start and self._previous is not None else None
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="conjugate gradients on H x = d_w F, up to tol",
+                           nested="implicit")
+
+    def linear_solve(self, matvec, b, warm=True):
+        x0 = self._previous if warm and self.warm_start and self._previous is not None else None
         if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
             x0 = None
         elif x0 is not None:
@@ -161,7 +168,12 @@ class Neumann(ImplicitSolver):
         super().__init__(iterations, tol, on_nonconvergence, warm_start=False)
         self.alpha = float(alpha)
 
-    def linear_solve(self, matvec, b):
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="truncated Neumann series for H^-1 d_w F, up to tol",
+                           nested="implicit")
+
+    def linear_solve(self, matvec, b, warm=True):
         return neumann_series(
             matvec, b, iterations=self.iterations, alpha=self.alpha, tol=self.resolved_tol(b),
             solver_name=f"Neumann(alpha={self.alpha})",

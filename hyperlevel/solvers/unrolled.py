@@ -9,6 +9,7 @@ from .._flat import Params
 from ..errors import InvalidProblemError
 from ..functional import check_outer_used, evaluate, grads
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .target import Declaration, UnrolledTarget
 
 
 class Unrolled(Solver):
@@ -41,6 +42,13 @@ class Unrolled(Solver):
         self.steps = int(steps)
         self.inner_lr = float(inner_lr)
         self.truncate = truncate
+
+    @property
+    def declaration(self) -> Declaration:
+        frozen = 0 if self.truncate is None else self.steps - self.truncate
+        return Declaration(UnrolledTarget(self.steps, self.inner_lr, frozen_steps=frozen), exact=True,
+                           how="reverse mode through the stored trajectory",
+                           nested="unrolled" if self.truncate is None else None)
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
