@@ -1,6 +1,6 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import algorithms, checkpoint, distributed, solvers, testing
+from . import algorithms, checkpoint, distributed, hvp, precision, runfolder, signals, solvers, testing
 from .algorithms import OptimizeResult, optimize
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
@@ -16,6 +16,7 @@ from .errors import (
 from .hypergradient import hypergradient
 from .level import Level, adam, prefixed, sgd
 from .nested import nested_hypergradient
+from .precision import Precision
 from .problem import Problem
 from .schedule import Converged, Phase, Schedule, cosine_restarts
 from .solvers import SolverInfo
@@ -37,6 +38,7 @@ __all__ = [
     "NonFiniteError",
     "OptimizeResult",
     "Phase",
+    "Precision",
     "Problem",
     "ProgressBar",
     "ResumableLoader",
@@ -51,10 +53,14 @@ __all__ = [
     "checkpoint",
     "cosine_restarts",
     "distributed",
+    "hvp",
     "hypergradient",
     "nested_hypergradient",
     "optimize",
+    "precision",
     "prefixed",
+    "runfolder",
+    "signals",
     "sgd",
     "solvers",
     "testing",

@@ -51,6 +51,9 @@ class SolverInfo:
     #: (inner loss, flat inner gradient) at the given point when the solver computed them anyway (finite
     #: difference): the engine can reuse them for the first inner step (``Phase(reuse_inner_gradient=True)``)
     inner_gradient: tuple[float, Tensor] | None = field(default=None, repr=False)
+    #: the Hessian-vector product path used (``"double_backward"``, ``"forward_over_reverse"``,
+    #: ``"finite_difference"``; see :mod:`hyperlevel.hvp`), or ``""`` for a solver that takes no products
+    hvp: str = ""
 
 
 class Solver(ABC):
