@@ -1,6 +1,7 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, hvp, precision, runfolder, signals, solvers, testing
+from . import algorithms, checkpoint, distributed, hvp, precision, runfolder, signals, solvers, testing
+from .algorithms import OptimizeResult, optimize
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -35,6 +36,7 @@ __all__ = [
     "Level",
     "LossWeights",
     "NonFiniteError",
+    "OptimizeResult",
     "Phase",
     "Precision",
     "Problem",
@@ -47,12 +49,14 @@ __all__ = [
     "StepRecord",
     "TensorBoardLogger",
     "adam",
+    "algorithms",
     "checkpoint",
     "cosine_restarts",
     "distributed",
     "hvp",
     "hypergradient",
     "nested_hypergradient",
+    "optimize",
     "precision",
     "prefixed",
     "runfolder",

@@ -212,6 +212,7 @@ class Engine:
             },
             "data": {lv.name: lv.data_state() for lv in self.problem.levels},
             "solvers": {p.name: p.solver.state_dict() for p in self.schedule.phases},
+            "methods": {p.name: p.method.state_dict() for p in self.schedule.phases if p.method is not None},
             "rng": ckpt.rng_state(),
         }
 
@@ -245,6 +246,8 @@ class Engine:
             lv.load_data_state(state["data"].get(lv.name))
         for p in self.schedule.phases:
             p.solver.load_state_dict(state.get("solvers", {}).get(p.name, {}))
+            if p.method is not None:
+                p.method.load_state_dict(state.get("methods", {}).get(p.name, {}))
         ckpt.set_rng_state(state["rng"])
         self._optimizers, self._schedulers = {}, {}
         self._pending_optimizer_state = {"optimizers": state["optimizers"], "schedulers": state["schedulers"]}
@@ -402,13 +405,17 @@ class Engine:
         if self.phase_step == 0:
             if phase.until is not None:
                 phase.until.reset()
+            if phase.method is not None:
+                phase.method.initialized = False  # auxiliary variables start from this phase's first point
             self._call("on_phase_start", phase)
 
     def _step(self, phase: Phase) -> StepRecord:
         start = time.perf_counter()
         record = StepRecord(step=self.global_step, phase=phase.name, phase_step=self.phase_step)
         try:
-            if phase.nested:
+            if phase.method is not None:
+                self._method_update(phase, record)
+            elif phase.nested:
                 self._nested_update(phase, record)
             elif phase.outer:
                 self._bilevel_update(phase, record)
@@ -512,6 +519,28 @@ class Engine:
             keys = [f"{lv}/{n}" for lv in phase.inner for n in params[lv]]
             self._apply_gradients(phase.inner, dict(zip(keys, gs, strict=True)), record, "gradient")
             record.inner_loss = float(value.detach())
+
+    def _method_update(self, phase: Phase, record: StepRecord) -> None:
+        """One iteration of the phase's bilevel algorithm, which moves outer and inner levels itself."""
+        from .algorithms import Oracle
+
+        outer_level = self.problem[phase.outer_objective or phase.outer[0]]
+        inner_level = self.problem[phase.inner_objective or phase.inner[-1]]
+        base = self.problem.detached()
+        oracle = Oracle(
+            self._loss_fn(outer_level, base, outer_level.next_batch(), f"objective of level {outer_level.name!r}"),
+            self._loss_fn(inner_level, base, inner_level.next_batch(), f"objective of level {inner_level.name!r}"),
+        )
+        x, y = self._flat_params(base, phase.outer), self._flat_params(base, phase.inner)
+        record.outer_loss = oracle.value("outer", x, y)
+        new_x, new_y = phase.method.step(oracle, x, y)
+        for key, t in {**new_x, **new_y}.items():
+            if not bool(torch.isfinite(t).all()):
+                raise NonFiniteError(f"{phase.method.name}: non-finite update of {key!r}")
+        with torch.no_grad():
+            for key, t in {**new_x, **new_y}.items():
+                lv, name = key.split("/", 1)
+                self.problem[lv].named_parameters()[name].copy_(t)
 
     def _nested_update(self, phase: Phase, record: StepRecord) -> None:
         from .nested import _nested_hypergradient
