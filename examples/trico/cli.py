@@ -1,10 +1,11 @@
-"""Command line of the TriCo example: ``python -m examples.trico {train,enhance,evaluate,profile,demo}``.
+"""Command line of the TriCo example: ``python -m examples.trico {train,enhance,evaluate,profile,demo,study}``.
 
 - ``train --config FILE [--resume [PATH]] [--out DIR] [--set key=value ...]``: tri-level training (train.py);
   ``--resume`` without a path continues from ``OUT/checkpoints/last.pt``. Ctrl-C stops after the current step and
   writes a checkpoint; ``--resume`` continues exactly there.
 - ``enhance``, ``evaluate``, ``profile``: see those modules.
 - ``demo``: the short end-to-end demo behind ``make demo`` (demo.py).
+- ``study``: the paper's ablations over seeds with confidence intervals (study.py).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, enhance, evaluate, profile
+    from . import demo, enhance, evaluate, profile, study
 
     parser = argparse.ArgumentParser(prog="python -m examples.trico",
                                      description="TriCo: low-light super-resolution trained as a tri-level problem")
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, text in (("enhance", enhance, "brighten and upscale images with a checkpoint"),
                                ("evaluate", evaluate, "measure a checkpoint or a baseline on test data"),
                                ("profile", profile, "parameters, MACs and latency of the network"),
-                               ("demo", demo, "short end-to-end demo on the embedded data (make demo)")):
+                               ("demo", demo, "short end-to-end demo on the embedded data (make demo)"),
+                               ("study", study, "ablations over seeds with confidence intervals")):
         p = sub.add_parser(name, help=text, description=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
         p.set_defaults(func=module.run)
