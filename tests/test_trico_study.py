@@ -1,0 +1,92 @@
+"""``python -m examples.trico study``: a tiny study (2 variants x 2 seeds x 2 steps) end to end; the report's
+numbers recomputed from the CSV; resumption of an interrupted run; the statistics against closed forms."""
+
+import csv
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from examples.trico.config import load_config
+from examples.trico.study import run_study, study_config
+from examples.trico.study_report import paired, t_interval
+from examples.trico.train import train
+
+TINY = ["model.widths={ir_width: 4, fr_widths: [4, 8, 8], enc_blocks: [1, 1, 1], dec_blocks: [0, 1, 1], "
+        "refine_blocks: 1, hr_blocks: 1, heads: [1, 1, 1]}",
+        "data.crop=8", "data.batch_size=2", "data.samples_per_epoch=12", "algorithm.s1.max_steps=1",
+        "algorithm.s2.max_steps=1", "log.checkpoint_every=1", "log.log_every=1"]
+
+
+def test_t_interval_and_paired_closed_forms():
+    mean, std, lo, hi = t_interval([1.0, 2.0, 3.0])
+    half = stats.t.ppf(0.975, 2) / math.sqrt(3)  # std = 1
+    assert (mean, std) == (2.0, 1.0) and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    a, b = [1.0, 2.0, 4.0, 7.0], [0.5, 2.5, 3.0, 5.0]
+    p = paired(a, b)
+    assert p["diff"] == pytest.approx(0.75) and p["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert p["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert math.isnan(t_interval([1.0])[2]) and paired([1.0], [1.0])["n"] == 1
+
+
+def test_seeds_change_init_and_batch_order_only():
+    base = load_config("study_quick")
+    c0, c1 = study_config(base, "no_ihem", 0), study_config(base, "no_ihem", 1)
+    assert (c0.seed, c1.seed, c0.data.loader_seed, c1.data.loader_seed) == (0, 1, 0, 1)
+    assert c0.data.seed == c1.data.seed == base.data.seed and c0.data.split_seed == c1.data.split_seed
+    assert c0.algorithm.variant == "trico" and c0.model.ihem is False and c0.algorithm.s1.converge_tol is None
+
+
+def _md_rows(text, metric, degradation):
+    block = text.split(f"## {metric.upper()} ")[1:]
+    block = next(b for b in block if b.split("\n", 1)[0].endswith(f"{degradation} degradation"))
+    return {r[0]: r for r in (re.split(r"\s*\|\s*", line.strip("| ")) for line in block.splitlines()
+                              if line.startswith("| ") and not line.startswith("| variant"))}
+
+
+@pytest.mark.slow
+def test_tiny_study_report_from_csv_and_resume(tmp_path):
+    base = load_config("study_quick", TINY)
+    out = tmp_path / "study"
+    # an interrupted run: stopped after its first step; the study must resume it, not restart it
+    run_dir = out / "runs" / "trico" / "seed1"
+    first = train(study_config(base, "trico", 1), run_dir, stop_after=1)
+    assert first.summary.status == "stopped" and first.summary.steps == 1
+    res = run_study(base, out, variants=["trico", "naive"], seeds=[0, 1], metrics=["psnr", "ssim"])
+    assert sorted(res["trained"]) == [("naive", 0), ("naive", 1), ("trico", 0), ("trico", 1)]
+    import json
+
+    info = json.loads((run_dir / "train.json").read_text())
+    assert info["resumed"] is True and info["steps"] == 2 and info["status"] == "finished"
+
+    with open(out / "study.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["variant", "seed", "degradation", "metric", "value"]
+        rows = list(reader)
+    assert len(rows) == 2 * 2 * 2 * 2  # variants x seeds x degradations x metrics
+    text = (out / "study.md").read_text()
+    for deg in ("seen", "unseen"):
+        table = _md_rows(text, "psnr", deg)
+        vals = {v: {int(r["seed"]): float(r["value"]) for r in rows
+                    if r["variant"] == v and r["degradation"] == deg and r["metric"] == "psnr"} for v in
+                ("trico", "naive")}
+        for v, label in (("trico", "TriCo (full)"), ("naive", "naive")):
+            x = np.array([vals[v][0], vals[v][1]])
+            half = stats.t.ppf(0.975, 1) * x.std(ddof=1) / math.sqrt(2)
+            row = table[label]
+            assert row[1] == "2" and float(row[2]) == pytest.approx(x.mean(), abs=0.006)
+            assert float(row[3]) == pytest.approx(x.std(ddof=1), abs=0.006)
+            lo, hi = (float(t) for t in row[4].strip("[]").split(","))
+            assert lo == pytest.approx(x.mean() - half, abs=0.006) and hi == pytest.approx(x.mean() + half, abs=0.006)
+        d = np.array([vals["naive"][s] - vals["trico"][s] for s in (0, 1)])
+        assert float(table["naive"][5]) == pytest.approx(d.mean(), abs=0.006)
+    # seeds change the initialisation: the two trico seeds differ
+    trico = sorted(float(r["value"]) for r in rows if r["variant"] == "trico" and r["metric"] == "psnr"
+                   and r["degradation"] == "seen")
+    assert trico[0] != trico[1]
+    assert (out / "study.png").is_file() and "PARTIAL" not in text
+
+    again = run_study(base, out, variants=["trico", "naive"], seeds=[0, 1], metrics=["psnr", "ssim"])
+    assert again["trained"] == [] and (out / "study.csv").read_text().count("\n") == len(rows) + 1
