@@ -11,6 +11,8 @@ import torch
 
 from examples.trico import build_model
 from examples.trico.checkpoint import load_model, save_model
+from examples.trico.data.degradations import linear_to_srgb, srgb_to_linear
+from examples.trico.model.network import MAX_EXPOSURE_GAIN
 from examples.trico.model.semantic import SamEncoder, SemanticCheckpointError
 from examples.trico.model.upsample import A2U, PixelShuffleUpsampler
 
@@ -68,11 +70,30 @@ def test_illumination_constraints():
     x[0, :, :4, :4] = 0.0
     x[1, :, -3:, -3:] = 1.0
     out = small()(x)
+    # N_ir sees the auto-exposed input: one gain per image in linear light
+    x = linear_to_srgb(srgb_to_linear(x) * out.exposure_gain)
     torch.testing.assert_close(out.alpha + out.beta, torch.ones_like(out.alpha))
     assert (out.alpha >= 0).all() and (out.alpha <= 1).all()
     assert (out.u >= x - 1e-6).all() and (out.u <= 1 + 1e-6).all()
     assert (out.v >= 0).all() and (out.v <= 1 + 1e-6).all() and torch.isfinite(out.v).all()
     torch.testing.assert_close(out.u, out.alpha * x + out.beta)
+
+
+def test_auto_exposure_sets_the_mean_linear_luminance_and_can_be_overridden_or_disabled():
+    x = torch.rand(2, 3, 16, 16) * 0.1
+    model = small()
+    gain = model.exposure_gain(x)
+    lin = srgb_to_linear(x) * gain
+    lum = (0.2126 * lin[:, 0] + 0.7152 * lin[:, 1] + 0.0722 * lin[:, 2]).mean(dim=(-2, -1))
+    torch.testing.assert_close(lum, torch.full((2,), 0.18), atol=2e-3, rtol=0)  # small clipping at 1
+    assert torch.equal(model.exposure_gain(torch.ones(1, 3, 8, 8)), torch.ones(1, 1, 1, 1))  # never darkens
+    assert model.exposure_gain(torch.zeros(1, 3, 8, 8)).item() == MAX_EXPOSURE_GAIN
+    fixed = model(x, gain=torch.full((2, 1, 1, 1), 3.0))
+    assert torch.equal(fixed.exposure_gain, torch.full((2, 1, 1, 1), 3.0))
+    off = small(auto_exposure=None)
+    assert torch.equal(off.exposure_gain(x), torch.ones(2, 1, 1, 1))
+    with pytest.raises(ValueError, match="auto_exposure"):
+        small(auto_exposure=1.5)
 
 
 def test_gradients_reach_every_trainable_parameter_and_not_the_encoder(sam_model):

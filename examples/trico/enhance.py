@@ -78,6 +78,8 @@ def enhance_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 256, over
     if tile <= 0 or (h <= tile and w <= tile):
         y = model(x).y
         return y[0] if squeeze else y
+    # one global exposure for the whole image, not one per tile (tiles of a dark photo differ in brightness)
+    gain = {"gain": model.exposure_gain(x)} if hasattr(model, "exposure_gain") else {}
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
     s = model.scale
@@ -95,7 +97,7 @@ def enhance_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 256, over
             left = (xs[j - 1] + tile - x0) if j > 0 else 0
             right = (x0 + tw - xs[j + 1]) if j + 1 < len(xs) else 0
             wx = blend_ramp(s * tw, s * left, s * right).to(x.device)
-            y = model(x[..., y0 : y0 + th, x0 : x0 + tw]).y.float()
+            y = model(x[..., y0 : y0 + th, x0 : x0 + tw], **gain).y.float()
             wt = (wy[:, None] * wx[None, :])[None, None]
             out[..., s * y0 : s * (y0 + th), s * x0 : s * (x0 + tw)] += y * wt
             weight[..., s * y0 : s * (y0 + th), s * x0 : s * (x0 + tw)] += wt

@@ -1,6 +1,14 @@
 """The assembled TriCo network (Sec. 3.1, Fig. 2): ``N_ir`` -> (u, v) -> frozen semantic encoder on ``v`` ->
 ``N_fr`` with IHEM -> upsampler -> ``y``.
 
+Before ``N_ir``, an optional parameter-free **auto-exposure** front end (``auto_exposure``, on by default; a choice
+the paper leaves open, see docs/trico_model.md) applies one global gain per image in linear light so that the
+mean linear luminance becomes ``auto_exposure`` (0.18, photographic middle grey; gain clipped to
+[1, ``MAX_EXPOSURE_GAIN``]). It makes the networks' input independent of how many stops the exposure was cut,
+so they learn denoising, local illumination and detail rather than a global brightness that a 2 .. 5-stop
+training range would otherwise have to cover. ``exposure_gain`` exposes the gain so that tiled inference can
+compute it once on the whole image (``forward(x, gain=...)``).
+
 Trainable parameter groups, as the tri-level trainer needs them:
 
 - ``model.illumination`` (``N_ir``, ``w_i``),
@@ -21,12 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.degradations import linear_to_srgb, srgb_to_linear
 from .common import pad_to_multiple
 from .illumination import IlluminationRegulator
 from .refinement import RefinementNetwork
 from .semantic import build_semantic_encoder
 
-__all__ = ["TriCo", "TriCoOutput", "DEFAULT_WIDTHS", "build_model"]
+__all__ = ["TriCo", "TriCoOutput", "DEFAULT_WIDTHS", "MAX_EXPOSURE_GAIN", "build_model"]
 
 # Chosen to sit just under the size budget (1.5 M trainable parameters, 21 GMACs at 1x3x128x128, x2).
 DEFAULT_WIDTHS: dict[str, Any] = {
@@ -42,14 +51,17 @@ DEFAULT_WIDTHS: dict[str, Any] = {
     "upsampler": "a2u",
     "encoder_size": 1024,
     "ihem": True,
+    "auto_exposure": 0.18,
 }
+MAX_EXPOSURE_GAIN = 64.0  # 6 stops: beyond the 2 .. 5-stop cuts the networks are trained on
 SEMANTIC_PREFIX = "semantic."
 
 
 @dataclass
 class TriCoOutput:
-    """Result of ``TriCo.forward``: ``y`` (B, 3, sH, sW); ``u``, ``v``, ``alpha``, ``beta`` (B, 3, H, W);
-    ``illumination_features`` (f_i, coarsest first, padded size) and ``semantic_features`` (f_s or None)."""
+    """Result of ``TriCo.forward``: ``y`` (B, 3, sH, sW); ``u``, ``v``, ``alpha``, ``beta`` (B, 3, H, W) of the
+    auto-exposed input; ``illumination_features`` (f_i, coarsest first, padded size), ``semantic_features`` (f_s
+    or None) and ``exposure_gain`` (B, 1, 1, 1; ones when auto-exposure is off)."""
 
     y: torch.Tensor
     u: torch.Tensor
@@ -58,6 +70,7 @@ class TriCoOutput:
     beta: torch.Tensor
     illumination_features: list[torch.Tensor] = field(default_factory=list, repr=False)
     semantic_features: list[torch.Tensor] | None = field(default=None, repr=False)
+    exposure_gain: torch.Tensor | None = None
 
 
 class TriCo(nn.Module):
@@ -71,6 +84,10 @@ class TriCo(nn.Module):
         if int(scale) != scale or scale < 1:
             raise ValueError(f"scale must be a positive integer, got {scale}")
         cfg = {**DEFAULT_WIDTHS, **widths}
+        if cfg["auto_exposure"] is not None and not 0.0 < float(cfg["auto_exposure"]) < 1.0:
+            raise ValueError(f"auto_exposure must be a mean linear luminance in (0, 1) or None, "
+                             f"got {cfg['auto_exposure']}")
+        self.auto_exposure = None if cfg["auto_exposure"] is None else float(cfg["auto_exposure"])
         self.scale = int(scale)
         self.config: dict[str, Any] = {
             "scale": self.scale,
@@ -131,12 +148,27 @@ class TriCo(nn.Module):
             )
 
     # ---------------------------------------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> TriCoOutput:
+    def exposure_gain(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-image auto-exposure gain ``(B, 1, 1, 1)`` for sRGB inputs ``x`` (ones when it is off)."""
+        if self.auto_exposure is None:
+            return torch.ones(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device)
+        lin = srgb_to_linear(x.detach())
+        lum = 0.2126 * lin[:, 0] + 0.7152 * lin[:, 1] + 0.0722 * lin[:, 2]
+        mean = lum.mean(dim=(-2, -1)).clamp_min(1e-6)
+        return (self.auto_exposure / mean).clamp(1.0, MAX_EXPOSURE_GAIN).view(-1, 1, 1, 1)
+
+    def forward(self, x: torch.Tensor, gain: torch.Tensor | None = None) -> TriCoOutput:
+        """Enhance ``x`` (B, 3, H, W) in [0, 1]; ``gain`` overrides the auto-exposure gain (tiled inference)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a batch (B, 3, H, W), got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         s = self.scale
-        xp, _, _ = pad_to_multiple(x.clamp(0.0, 1.0), 4)
+        x = x.clamp(0.0, 1.0)
+        if gain is None:
+            gain = self.exposure_gain(x)
+        if self.auto_exposure is not None:
+            x = linear_to_srgb(srgb_to_linear(x) * gain)
+        xp, _, _ = pad_to_multiple(x, 4)
         ill = self.illumination(xp)
         f_s = self.semantic(ill.v) if self.semantic is not None else None
         y = self.refinement(ill.v, ill.features, f_s)
@@ -148,6 +180,7 @@ class TriCo(nn.Module):
             beta=ill.beta[..., :h, :w],
             illumination_features=ill.features,
             semantic_features=f_s,
+            exposure_gain=gain,
         )
 
 
