@@ -290,3 +290,26 @@ def test_without_ihem_ablation_has_no_modulators_and_keeps_shapes():
     assert without.config["ihem"] is False
     rebuilt = trico.build_model(**without.config)
     assert not any("ihem" in n for n, _ in rebuilt.named_parameters())
+
+
+def test_residual_base_input_starts_from_global_gain_plus_bicubic():
+    """With a silent tail the output is exactly the bicubically upsampled auto-exposed input."""
+    import torch.nn.functional as F
+
+    model = small()
+    for p in model.refinement.tail.parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.rand(1, 3, 16, 16) * 0.1
+    with torch.no_grad():
+        out = model(x)
+    exposed = linear_to_srgb(srgb_to_linear(x) * out.exposure_gain)
+    expected = F.interpolate(exposed, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    torch.testing.assert_close(out.y, expected)
+    legacy = small(residual_base="reflectance")
+    for p in legacy.refinement.tail.parameters():
+        torch.nn.init.zeros_(p)
+    with torch.no_grad():
+        out = legacy(x)
+    torch.testing.assert_close(out.y, F.interpolate(out.v, scale_factor=2, mode="bilinear", align_corners=False))
+    with pytest.raises(ValueError, match="residual_base"):
+        small(residual_base="noise")

@@ -74,6 +74,7 @@ def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.M
         raise ValueError(f"{path!r} is not a TriCo checkpoint (needs 'model_config' and 'model'; has {keys})")
     config = dict(ckpt["model_config"])
     config.setdefault("auto_exposure", None)  # checkpoints from before the auto-exposure front end
+    config.setdefault("residual_base", "reflectance")  # ... and from before the input residual base
     model = build_model(**config)
     model.load_trainable_state_dict(ckpt["model"])
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):

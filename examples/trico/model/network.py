@@ -9,6 +9,11 @@ so they learn denoising, local illumination and detail rather than a global brig
 training range would otherwise have to cover. ``exposure_gain`` exposes the gain so that tiled inference can
 compute it once on the whole image (``forward(x, gain=...)``).
 
+The output is a residual (``residual_base``): by default over the bicubically upsampled auto-exposed input
+(``"input"``), so an untrained refinement starts from "global gain + bicubic" and every update is a correction
+of it; ``"reflectance"`` adds it to the bilinearly upsampled ``v`` instead (the first-wave form, whose Retinex
+normalisation lifts blacks: night skies came out grey).
+
 Trainable parameter groups, as the tri-level trainer needs them:
 
 - ``model.illumination`` (``N_ir``, ``w_i``),
@@ -52,7 +57,9 @@ DEFAULT_WIDTHS: dict[str, Any] = {
     "encoder_size": 1024,
     "ihem": True,
     "auto_exposure": 0.18,
+    "residual_base": "input",
 }
+RESIDUAL_BASES = ("input", "reflectance")
 MAX_EXPOSURE_GAIN = 64.0  # 6 stops: beyond the 2 .. 5-stop cuts the networks are trained on
 SEMANTIC_PREFIX = "semantic."
 
@@ -88,6 +95,9 @@ class TriCo(nn.Module):
             raise ValueError(f"auto_exposure must be a mean linear luminance in (0, 1) or None, "
                              f"got {cfg['auto_exposure']}")
         self.auto_exposure = None if cfg["auto_exposure"] is None else float(cfg["auto_exposure"])
+        if cfg["residual_base"] not in RESIDUAL_BASES:
+            raise ValueError(f"residual_base must be one of {list(RESIDUAL_BASES)}, got {cfg['residual_base']!r}")
+        self.residual_base = cfg["residual_base"]
         self.scale = int(scale)
         self.config: dict[str, Any] = {
             "scale": self.scale,
@@ -171,7 +181,7 @@ class TriCo(nn.Module):
         xp, _, _ = pad_to_multiple(x, 4)
         ill = self.illumination(xp)
         f_s = self.semantic(ill.v) if self.semantic is not None else None
-        y = self.refinement(ill.v, ill.features, f_s)
+        y = self.refinement(ill.v, ill.features, f_s, base=xp if self.residual_base == "input" else None)
         return TriCoOutput(
             y=y[..., : s * h, : s * w],
             u=ill.u[..., :h, :w],

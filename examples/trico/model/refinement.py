@@ -100,7 +100,10 @@ class RefinementNetwork(nn.Module):
         v: torch.Tensor,
         f_i: Sequence[torch.Tensor],
         f_s: Sequence[torch.Tensor] | None = None,
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``y = tail(...) + up(base)``: the residual is added to ``base`` upsampled bicubically (TriCo passes the
+        auto-exposed input), or, when ``base`` is None, to ``v`` upsampled bilinearly (the first-wave form)."""
         s3, s2, s1 = f_s if f_s is not None else (None, None, None)
         e1 = self.enc1(F.leaky_relu(self.stem(v), 0.2))
         e2 = self.enc2(self.down1(e1))
@@ -110,5 +113,8 @@ class RefinementNetwork(nn.Module):
         d1 = self.fuse1(torch.cat([self.up1(d2), e1], dim=1))
         d1 = self.ihem1(self.dec1(d1), f_i[2], s1)
         feat = self.upsample(self.refine(d1) + e1)
-        base = F.interpolate(v, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        return self.tail(self.hr(feat)) + base
+        if base is None:
+            up = F.interpolate(v, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        else:
+            up = F.interpolate(base, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+        return self.tail(self.hr(feat)) + up
