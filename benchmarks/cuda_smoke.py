@@ -7,7 +7,11 @@ Prints one line per check (``[name] OK ...`` or ``[name] FAIL ...``) and exits n
 * every two-level solver and the three-level nested hypergradient on CUDA (float32 and float64) against the CPU;
 * the engine on CUDA: a short TriCo S1 + S2 run, stopped inside S1 and resumed (convergence test active);
 * ``enhance`` on CUDA with tiling, against the untiled CPU result;
-* timings: ``profile`` (ms per 128 x 128 image, the paper's Table 2 setting) and one S1 / S2 / plain step.
+* timings: ``profile`` (ms per 128 x 128 image, the paper's Table 2 setting) and one S1 / S2 / plain step;
+* issue 17 (large networks): the Hessian-vector product paths and ``hvp="auto"``'s choice (ridge, logistic, the
+  paper-sized TriCo network), the TriCo S1 step with an implicit solver per path against the finite-difference
+  step (target: within 2x), mixed precision accuracy and speed, checkpointed unrolls' peak GPU memory against the
+  stored trajectory, and ``torch.compile`` of the products.
 Tests never depend on a GPU; this script is what a session with one runs.
 """
 
@@ -188,6 +192,79 @@ def main() -> int:
         table = [ln for ln in out.stdout.splitlines() if ln.startswith(("|", "TriCo"))]
         assert table, out.stderr[-800:]
         print("\n".join(table), flush=True)
+
+    def table_lines(out, what):
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("|", "TriCo", "hvp=", "torch", "MLP"))]
+        assert lines, f"{what}: no table\n{out.stderr[-800:]}"
+        print("\n".join(lines), flush=True)
+        return lines
+
+    @check("hvp paths on cuda (ridge, logistic, paper-sized TriCo network)")
+    def _():
+        out = subprocess.run([sys.executable, "benchmarks/hvp_path.py", "--device", dev, "--trico-widths", "paper",
+                              "--trico-crop", "32", "--products", "5"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=400)
+        lines = table_lines(out, "hvp_path")
+        assert not any("failed" in ln for ln in lines if "double_backward" in ln)
+
+    @check("pgr step on cuda: S1 implicit per hvp path vs finite difference")
+    def _():
+        out = subprocess.run([sys.executable, "benchmarks/pgr_step.py", "--device", dev, "--model", "paper",
+                              "--crop", "64", "--batch", "8", "--repeats", "3", "--implicit"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=500)
+        lines = table_lines(out, "pgr_step --implicit")
+        ms = {ln.split("|")[1].strip(): float(ln.split("|")[2]) for ln in lines
+              if ln.startswith("| S1") or ln.startswith("| plain")}
+        fd, auto = ms["S1 finite difference"], ms["S1 implicit Neumann(5), hvp=auto"]
+        return f"S1 implicit (auto) / S1 finite difference = {auto / fd:.2f} (target <= 2)"
+
+    @check("mixed precision on cuda (closed forms: relative error; TriCo step: speed)")
+    def _():
+        errs = []
+        for cls in (Ridge, Logistic):
+            p64 = cls.make()
+            p32 = cls(*(t.float().to(dev) for t in (p64.X, p64.y, p64.Xv, p64.yv, p64.lam)))
+            o, w = p64.params()
+            o, w = {k: v.float().to(dev) for k, v in o.items()}, {k: v.float().to(dev) for k, v in w.items()}
+            ref = hyperlevel.hypergradient(p64.outer, p64.inner, *p64.params(), S.ConjugateGradient(50))["lam"]
+            for prec in (None, "bfloat16", "float16"):
+                g = hyperlevel.hypergradient(p32.outer, p32.inner, o, w,
+                                             S.ConjugateGradient(50, on_nonconvergence="ignore"), precision=prec)
+                errs.append(f"{cls.__name__} {prec or 'float32'}: {rel(g['lam'], ref):.1e}")
+        print("    " + "; ".join(errs), flush=True)
+        for prec in ("bfloat16", "float16"):
+            out = subprocess.run([sys.executable, "benchmarks/pgr_step.py", "--device", dev, "--model", "paper",
+                                  "--crop", "64", "--batch", "8", "--repeats", "3", "--precision", prec],
+                                 capture_output=True, text=True, cwd=ROOT, timeout=400)
+            table_lines(out, f"pgr_step --precision {prec}")
+
+    @check("checkpointed unroll: peak cuda memory vs stored trajectory")
+    def _():
+        from benchmarks.unroll_memory import mlp_problem
+
+        res = {}
+        for every in (None, 32):
+            outer_loss, inner_loss, o, w = mlp_problem(256, torch.float64)
+            o, w = {k: v.to(dev) for k, v in o.items()}, {k: v.to(dev) for k, v in w.items()}
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            start = time.perf_counter()
+            g = hyperlevel.hypergradient(outer_loss, inner_loss, o, w, S.Unrolled(1000, 0.05, checkpoint_every=every))
+            torch.cuda.synchronize()
+            res[every] = (torch.cuda.max_memory_allocated() - base, time.perf_counter() - start, g["log_decay"])
+        ratio = res[32][0] / res[None][0]
+        err = rel(res[32][2], res[None][2])
+        assert ratio <= 0.2 and err < 1e-12, (ratio, err)
+        return (f"1000 steps, 86,544 params, float64: stored {res[None][0] / 2**20:.0f} MiB {res[None][1]:.1f} s, "
+                f"checkpoint_every=32 {res[32][0] / 2**20:.0f} MiB {res[32][1]:.1f} s (ratio {ratio:.3f}), "
+                f"relative difference {err:.1e}")
+
+    @check("torch.compile of the products on cuda")
+    def _():
+        out = subprocess.run([sys.executable, "benchmarks/compile_products.py", "--device", dev, "--products", "20"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=500)
+        table_lines(out, "compile_products")
 
     print(f"{len(FAILED)} failed: {FAILED}" if FAILED else "all CUDA checks passed", flush=True)
     return 1 if FAILED else 0

@@ -7,12 +7,17 @@ of training samples is n = 200 for p = 100 and n = 1 000 for p = 1 000 and p = 1
 Woodbury identity, an n x n solve, so the reference at p = 10 000 takes about a second; one Hessian-vector product
 costs ~4 n p flops). Validation set: as many samples as training.
 
-Settings: ConjugateGradient(50, tol=1e-10), Neumann(100, alpha=1/L), FiniteDifference(inner_lr=1/L, epsilon=0.01),
-Unrolled(100, inner_lr=1/L), FirstOrder(), with L the largest Hessian eigenvalue (power iteration, +1%).
+Solvers: every name in ``hyperlevel.solvers.available()``, built with ``solvers.get(name, **options)``; the options
+are ``peers.hyperlevel_options`` (ConjugateGradient(50, tol=1e-10), Neumann(100, alpha=1/L),
+FiniteDifference(inner_lr=1/L, epsilon=0.01), Unrolled(100, inner_lr=1/L), Nystrom(rank 50, rho=0.1 L),
+ZeroOrder(32 pairs, sigma 1e-3, 10 steps), FixedPoint(100, step=1/L), GMRES(50), CGNormal(50), and 100 steps of
+1/L for the trajectory solvers), with L the largest Hessian eigenvalue (power iteration, +1%).
 
 Columns: ``rel_error_ift`` against the closed-form implicit hypergradient; ``rel_error_target`` against the exact
-quantity the solver approximates (``target``: ``ift`` for the implicit solvers, ``one_step`` for FiniteDifference
-(autograd through one step), ``unrolled_100`` (autograd through the same 100 steps) for Unrolled);
+quantity the solver declares (``solver.declaration.target``; ``target``: ``ift`` for the implicit target (closed
+form), ``unrolled_K`` for a K-step unrolled target (autograd through the same K steps; one step for
+FiniteDifference), ``partial`` for the partial derivative; empty for targets without an independent reference at
+this size (pessimistic and aggregated trajectories: their closed-form checks are in tests/test_new_solvers.py));
 ``ms_median``: median wall time of one ``hyperlevel.hypergradient`` call after a warm-up, solvers timed round-robin,
 one torch thread; ``peak_mb``: growth of ru_maxrss during one call in a fresh process (see benchmarks/peers.py);
 ``iterations`` / ``residual``: from ``return_info=True``.
@@ -31,36 +36,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _plotting import finish_scatter_figure  # noqa: E402
-from _problems import Ridge, rel_error  # noqa: E402
+from _problems import Ridge, first_order_gradient, rel_error, unrolled_hypergradient  # noqa: E402
 from _timing import round_robin  # noqa: E402
-from peers import (  # noqa: E402
-    CG_ITERS,
-    CG_TOL,
-    FD_EPSILON,
-    NEUMANN_ITERS,
-    markdown_table,
-    measure_memory,
-    write_csv,
-)
+from peers import hyperlevel_options, markdown_table, measure_memory, write_csv  # noqa: E402
 
 import hyperlevel  # noqa: E402
 from hyperlevel import solvers  # noqa: E402
+from hyperlevel.solvers.target import ImplicitTarget, PartialTarget, UnrolledTarget  # noqa: E402
 
 SIZES = (100, 1000, 10000)
-METHODS = ("cg", "neumann", "finite_difference", "unrolled", "first_order")
+METHODS = tuple(solvers.available())
 COLUMNS = ["solver", "method", "size", "n_samples", "rel_error_ift", "rel_error_target", "target", "ms_median",
            "peak_mb", "iterations", "residual", "repeats"]
 
 
 def make_solver(method: str, P: Ridge):
-    return {
-        "cg": lambda: solvers.ConjugateGradient(iterations=CG_ITERS, tol=CG_TOL, on_nonconvergence="ignore"),
-        "neumann": lambda: solvers.Neumann(iterations=NEUMANN_ITERS, alpha=P.neumann_alpha, tol=CG_TOL,
-                                           on_nonconvergence="ignore"),
-        "finite_difference": lambda: solvers.FiniteDifference(inner_lr=P.inner_lr, epsilon=FD_EPSILON),
-        "unrolled": lambda: solvers.Unrolled(steps=P.unroll_steps, inner_lr=P.inner_lr),
-        "first_order": lambda: solvers.FirstOrder(),
-    }[method]()
+    return solvers.get(method, **hyperlevel_options(method, P))
+
+
+def declared_reference(P: Ridge, solver, point) -> tuple[str, dict | None]:
+    """The exact gradient of the solver's declared target at this size (None when there is no cheap one)."""
+    target = solver.declaration.target
+    if isinstance(target, ImplicitTarget) and target.fixed_point_map is None:
+        return "ift", P.reference("cg")[1]
+    if isinstance(target, UnrolledTarget) and not target.frozen_steps and target.start is None:
+        return f"unrolled_{target.steps}", P._cached(
+            f"unrolled_{target.steps}_{target.inner_lr}", lambda: unrolled_hypergradient(
+                P.outer_loss, P.inner_loss, P.outer, point, target.steps, target.inner_lr))
+    if isinstance(target, PartialTarget):
+        return "partial", first_order_gradient(P.outer_loss, P.outer, point)
+    return target.kind, None
 
 
 def run_size(p: int, repeats: int, budget: float, memory: bool, jobs: int) -> list[dict]:
@@ -69,9 +74,8 @@ def run_size(p: int, repeats: int, budget: float, memory: bool, jobs: int) -> li
     rows, runs = [], []
     for method in METHODS:
         solver = make_solver(method, P)
-        target, ref = P.reference(method)
-
         point = P.point(method)
+        target, ref = declared_reference(P, solver, point)
 
         def run(solver=solver, point=point):
             return hyperlevel.hypergradient(P.outer_loss, P.inner_loss, P.outer, point, solver=solver,
@@ -79,7 +83,7 @@ def run_size(p: int, repeats: int, budget: float, memory: bool, jobs: int) -> li
 
         g, info = run()
         row = {"solver": repr(solver), "method": method, "size": p, "n_samples": P.n, "target": target,
-               "rel_error_ift": rel_error(g, ift), "rel_error_target": rel_error(g, ref),
+               "rel_error_ift": rel_error(g, ift), "rel_error_target": rel_error(g, ref) if ref is not None else None,
                "iterations": info.iterations, "residual": f"{info.residual:.1e}"}
         rows.append(row)
         runs.append((row, run, []))
@@ -107,11 +111,14 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     markers = {100: "o", 1000: "s", 10000: "D"}
-    colors = {"cg": "C0", "neumann": "C1", "finite_difference": "C2", "unrolled": "C3", "first_order": "C4"}
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colors = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(methods)}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, col, title in ((axes[0], "rel_error_ift", "error vs closed-form implicit hypergradient"),
                            (axes[1], "rel_error_target", "error vs the exact quantity each approximates")):
         for r in rows:
+            if r[col] is None:
+                continue
             ax.scatter(r["ms_median"], max(r[col], 1e-17), marker=markers[r["size"]], color=colors[r["method"]],
                        s=55, edgecolors="k", linewidths=0.5)
         ax.set_xscale("log")
@@ -121,7 +128,7 @@ def plot(rows, path):
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     finish_scatter_figure(fig, path, "hyperlevel solvers on ridge regression (float64)",
-                          {f"p={size}": m for size, m in markers.items()}, colors, ncol=8, top=0.95)
+                          {f"p={size}": m for size, m in markers.items()}, colors, ncol=9, top=0.92)
 
 
 def main(argv=None):

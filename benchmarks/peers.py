@@ -102,18 +102,39 @@ class ParamModule(torch.nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # adapters: adapter(problem, method) -> a zero-argument callable computing one hypergradient (dict like outer)
 # ---------------------------------------------------------------------------------------------------------------
+#: the Nystrom rank, and its rho as a fraction of the largest Hessian eigenvalue L (= 1 / neumann_alpha)
+NYSTROM_RANK, NYSTROM_RHO = 50, 1e-1
+#: zero-order: antithetic pairs, smoothing radius, inner steps per evaluation
+ES_SAMPLES, ES_SIGMA, ES_STEPS = 32, 1e-3, 10
+
+
+def hyperlevel_options(method: str, P: Problem) -> dict:
+    """The benchmark settings of each registered hyperlevel solver (a solver not listed runs with its defaults)."""
+    steps, lr = P.unroll_steps, P.inner_lr
+    iterative = dict(tol=CG_TOL, on_nonconvergence="ignore")
+    return {
+        "cg": dict(iterations=CG_ITERS, **iterative),
+        "neumann": dict(iterations=NEUMANN_ITERS, alpha=P.neumann_alpha, **iterative),
+        "finite_difference": dict(inner_lr=lr, epsilon=FD_EPSILON),
+        "unrolled": dict(steps=steps, inner_lr=lr),
+        "first_order": {},
+        "nystrom": dict(rank=NYSTROM_RANK, rho=NYSTROM_RHO / P.neumann_alpha),
+        "zero_order": dict(samples=ES_SAMPLES, sigma=ES_SIGMA, steps=ES_STEPS, inner_lr=lr),
+        "fixed_point": dict(iterations=NEUMANN_ITERS, step=lr, **iterative),
+        "gmres": dict(iterations=CG_ITERS, restart=CG_ITERS, **iterative),
+        "cg_normal": dict(iterations=CG_ITERS, **iterative),
+        "unrolled_recompute": dict(steps=steps, inner_lr=lr),
+        "ptt": dict(steps=steps, inner_lr=lr),
+        "gda": dict(steps=steps, inner_lr=lr),
+        "iad": dict(steps=steps, inner_lr=lr),
+    }.get(method, {})
+
+
 def hyperlevel_adapter(P: Problem, method: str) -> Callable[[], Grad]:
     import hyperlevel
     from hyperlevel import solvers
 
-    solver = {
-        "cg": lambda: solvers.ConjugateGradient(iterations=CG_ITERS, tol=CG_TOL, on_nonconvergence="ignore"),
-        "neumann": lambda: solvers.Neumann(iterations=NEUMANN_ITERS, alpha=P.neumann_alpha, tol=CG_TOL,
-                                           on_nonconvergence="ignore"),
-        "finite_difference": lambda: solvers.FiniteDifference(inner_lr=P.inner_lr, epsilon=FD_EPSILON),
-        "unrolled": lambda: solvers.Unrolled(steps=P.unroll_steps, inner_lr=P.inner_lr),
-        "first_order": lambda: solvers.FirstOrder(),
-    }[method]()
+    solver = solvers.get(method, **hyperlevel_options(method, P))
     point = P.point(method)
 
     def run():

@@ -264,6 +264,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (timed regions then end with a synchronisation)")
     ap.add_argument("--out", type=Path, default=None, help="write pgr_step.json and pgr_step.md here")
+    ap.add_argument("--implicit", action="store_true",
+                    help="also time S1 with an implicit solver (Neumann, 5 products) per Hessian-vector product path")
+    ap.add_argument("--precision", default=None, choices=["bfloat16", "float16"],
+                    help="run every level's objective under autocast (hyperlevel.precision)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     METER.cuda = args.device.startswith("cuda")
@@ -272,6 +276,11 @@ def main(argv=None) -> int:
     results = []
     config, setup, phases = build(args.config, args.model, args.crop, args.batch, args.device)
     gamma_l = config.algorithm.lr.gamma_l
+    if args.precision:
+        from hyperlevel.precision import Precision
+
+        for level in setup.problem.levels:
+            level.precision = Precision(args.precision)
     n_params = sum(p.numel() for p in setup.model.trainable_parameters())
     results.append(summarise("plain step", run_plain(setup, args.repeats, args.warmup)))
     s1, s2 = phases["S1"], phases["S2"]
@@ -282,6 +291,10 @@ def main(argv=None) -> int:
         ("S2 finite difference", s2),
         ("S2 finite difference + reuse", dataclasses.replace(s2, reuse_inner_gradient=True)),
     ]
+    if args.implicit:  # a fixed number of products (Neumann, tiny alpha): the path's cost, not CG's stopping point
+        for path in ("double_backward", "forward_over_reverse", "finite_difference", "auto"):
+            solver = hyperlevel.solvers.Neumann(5, alpha=1e-4, tol=1e-30, on_nonconvergence="ignore", hvp=path)
+            variants.append((f"S1 implicit Neumann(5), hvp={path}", dataclasses.replace(s1, solver=solver)))
     for name, phase in variants:
         results.append(summarise(name, run_phase(setup, phase, args.repeats, args.warmup)))
 
@@ -314,9 +327,13 @@ def main(argv=None) -> int:
     accuracy = check_structured_solver(setup, gamma_l)
 
     plain = results[0]["total"]
+    if args.precision:
+        where_precision = f", objectives under autocast {args.precision}"
+    else:
+        where_precision = ""
     where = torch.cuda.get_device_name() if METER.cuda else f"CPU, {args.threads} thread(s)"
     header = (f"TriCo step cost, model {args.model} ({n_params:,} trainable params), LR crop {args.crop}, batch "
-              f"{args.batch}, {where}, median of {args.repeats} after {args.warmup} warm-up")
+              f"{args.batch}, {where}{where_precision}, median of {args.repeats} after {args.warmup} warm-up")
     lines = [header, "",
              "| step | ms | x plain | forward ms | backward ms | optimizer ms | other ms | forwards | backwards |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -328,6 +345,12 @@ def main(argv=None) -> int:
     lines += ["", "One-step hypergradient of S1, relative error against the exact Unrolled(1) (double backward):",
               "", "| solver | relative error |", "|---|---|"]
     lines += [f"| {k} | {v:.2e} |" for k, v in accuracy.items()]
+    if args.implicit:
+        from hyperlevel import hvp
+
+        for choice in hvp._CHOICES.values():
+            timing = ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in choice.seconds.items())
+            lines += ["", f"hvp='auto' chose {choice.path} (estimated solve costs: {timing})"]
     text = "\n".join(lines)
     print(text)
     if args.out is not None:

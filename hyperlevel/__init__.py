@@ -1,6 +1,6 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, solvers, testing
+from . import checkpoint, distributed, hvp, precision, solvers, testing
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -15,6 +15,7 @@ from .errors import (
 from .hypergradient import hypergradient
 from .level import Level, adam, prefixed, sgd
 from .nested import nested_hypergradient
+from .precision import Precision
 from .problem import Problem
 from .schedule import Converged, Phase, Schedule, cosine_restarts
 from .solvers import SolverInfo
@@ -35,6 +36,7 @@ __all__ = [
     "LossWeights",
     "NonFiniteError",
     "Phase",
+    "Precision",
     "Problem",
     "ProgressBar",
     "ResumableLoader",
@@ -48,8 +50,10 @@ __all__ = [
     "checkpoint",
     "cosine_restarts",
     "distributed",
+    "hvp",
     "hypergradient",
     "nested_hypergradient",
+    "precision",
     "prefixed",
     "sgd",
     "solvers",

@@ -397,6 +397,7 @@ class Engine:
             outer_loss, inner_loss,
             self._flat_params(base, phase.outer), self._flat_params(base, phase.inner),
             phase.solver, return_info=True, reduce=self.reduce,
+            outer_precision=outer_level.precision, inner_precision=inner_level.precision,
         )
         record.solver_info = info
         record.outer_loss = info.outer_loss
@@ -421,11 +422,17 @@ class Engine:
             params = self.problem.detached()
             for lv in phase.inner:
                 params[lv] = self.problem[lv].named_parameters()
+            objective, scale = inner_level.objective, 1.0
+            if inner_level.precision is not None:  # autocast forward, scaled loss (float16), float32 gradient
+                scale = inner_level.precision.scale
+                objective = inner_level.precision.wrap(objective, scale)
             with torch.enable_grad():
-                value = check_loss(inner_level.objective(params, batch), f"objective of level {inner_level.name!r}")
+                value = check_loss(objective(params, batch), f"objective of level {inner_level.name!r}")
                 live = [t for lv in phase.inner for t in params[lv].values()]
                 gs = torch.autograd.grad(value, live, allow_unused=True)
-            gs = [torch.zeros_like(t) if g is None else g for g, t in zip(gs, live, strict=True)]
+            gs = [torch.zeros_like(t) if g is None else g / scale if scale != 1.0 else g
+                  for g, t in zip(gs, live, strict=True)]
+            value = value / scale if scale != 1.0 else value
             gs = reduce_list(self.reduce, gs)
             keys = [f"{lv}/{n}" for lv in phase.inner for n in params[lv]]
             self._apply_gradients(phase.inner, dict(zip(keys, gs, strict=True)), record, "gradient")
@@ -442,6 +449,9 @@ class Engine:
         for k in range(len(chain) - 1):
             sub = chain[k:]
             losses = [self._loss_fn(self.problem[n], base, batches[n], f"objective of level {n!r}") for n in sub]
+            # nested solves: autocast only (no loss scaling: the nested products are not rescaled)
+            losses = [lv.precision.wrap(fn, 1.0) if lv.precision is not None else fn
+                      for lv, fn in zip((self.problem[n] for n in sub), losses, strict=True)]
             params = [self._flat_params(base, [n]) for n in sub]
             g = nested_hypergradient(losses, params, solver=phase.solver)
             grads.update(g)

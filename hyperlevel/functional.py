@@ -1,9 +1,10 @@
 """Small differentiation helpers shared by the solvers.
 
-Hessian-vector products use plain double-backward (``torch.autograd.grad`` with ``create_graph=True``, then a
-second ``grad``). Measured on a 500 x 100 ridge problem in float64, 50 CG iterations took ~3 ms that way versus
+By default, Hessian-vector products use plain double-backward (``torch.autograd.grad`` with
+``create_graph=True``, then a second ``grad``). Measured on a 500 x 100 ridge problem in float64, 50 CG iterations took ~3 ms that way versus
 ~46 ms through ``torch.func.jvp`` of ``torch.func.grad`` (docs/concepts.md): the gradient graph is built once and
-each product is a single backward pass over it.
+each product is a single backward pass over it. ``hyperlevel.hvp`` offers the other paths and picks one by
+measurement (``hvp="auto"``).
 """
 
 from __future__ import annotations

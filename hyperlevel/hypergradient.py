@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
@@ -9,8 +10,10 @@ from torch import Tensor
 
 from ._flat import flatten, leaves
 from .errors import InvalidProblemError, SolverDivergedError
+from .precision import Precision, as_precision, check_float32, rescaled_solver
 from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
 from .solvers.implicit import ConjugateGradient
+from .solvers.registry import solver_type_message
 from .validation import check_loss, check_params, check_same_dtype
 
 
@@ -22,6 +25,7 @@ def hypergradient(
     solver: Solver | None = None,
     *,
     return_info: bool = False,
+    precision: Precision | str | None = None,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], SolverInfo]:
     r"""Gradient of the outer loss with respect to the outer parameters through the inner best response.
 
@@ -39,8 +43,12 @@ def hypergradient(
         inner_loss: ``inner_loss(outer_params, inner_params) -> scalar tensor`` (``G``).
         outer_params: dict of name -> tensor.
         inner_params: dict of name -> tensor at (or near) a minimiser of ``inner_loss``.
-        solver: default ``ConjugateGradient(iterations=50)``.
+        solver: default ``ConjugateGradient(iterations=50)``; ``hyperlevel.solvers.get(name, **options)`` builds
+            one by name.
         return_info: also return a :class:`~hyperlevel.solvers.SolverInfo` (iterations, final residual, ...).
+        precision: run both losses' forward passes under autocast (``"bfloat16"``, ``"float16"`` or a
+            :class:`~hyperlevel.precision.Precision`); parameters must be float32, and the solver's vectors, the
+            result and the optimizer state stay float32. float16 uses loss scaling (:mod:`hyperlevel.precision`).
 
     Returns:
         A dict with the keys, shapes and dtype of ``outer_params`` (detached), and the info when asked.
@@ -56,30 +64,37 @@ def hypergradient(
         >>> round(g["lam"].item(), 6)
         1.0
     """
-    return _hypergradient(outer_loss, inner_loss, outer_params, inner_params, solver, return_info=return_info)
+    return _hypergradient(outer_loss, inner_loss, outer_params, inner_params, solver, return_info=return_info,
+                          outer_precision=precision, inner_precision=precision)
 
 
 def _hypergradient(
-    outer_loss, inner_loss, outer_params, inner_params, solver, *, return_info: bool = False, reduce=None
+    outer_loss, inner_loss, outer_params, inner_params, solver, *, return_info: bool = False, reduce=None,
+    outer_precision=None, inner_precision=None,
 ):
-    """``hypergradient`` plus the data-parallel ``reduce`` hook the engine passes."""
+    """``hypergradient`` plus the data-parallel ``reduce`` hook and a precision per loss (the engine's levels)."""
     if solver is None:
         solver = ConjugateGradient(iterations=50)
     if not isinstance(solver, Solver):
-        raise InvalidProblemError(
-            f"solver must be a hyperlevel.solvers.Solver (e.g. ConjugateGradient(iterations=50)), got {solver!r}"
-        )
+        raise InvalidProblemError(solver_type_message(solver))
     for fn, what in ((outer_loss, "outer_loss"), (inner_loss, "inner_loss")):
         if not callable(fn):
             raise InvalidProblemError(f"{what} must be callable(outer_params, inner_params) -> scalar tensor")
     check_params(outer_params, "outer_params", finite=False)
     check_params(inner_params, "inner_params", finite=False)
     dtype = check_same_dtype([("outer_params", outer_params), ("inner_params", inner_params)])
+    outer_precision, inner_precision = as_precision(outer_precision), as_precision(inner_precision)
+    check_float32(outer_precision, outer_params, "outer_params")
+    check_float32(inner_precision, inner_params, "inner_params")
     outer = leaves(outer_params)
     inner = leaves(inner_params)
     try:
         with torch.enable_grad():
-            flat, info = solver.solve(outer_loss, inner_loss, outer, inner, reduce)
+            if outer_precision is None and inner_precision is None:
+                flat, info = solver.solve(outer_loss, inner_loss, outer, inner, reduce)
+            else:
+                flat, info = _solve_mixed(solver, outer_loss, inner_loss, outer, inner, reduce, outer_precision,
+                                          inner_precision)
     except SolverDivergedError:
         _check_inputs_finite(outer_loss, inner_loss, outer_params, inner_params)  # a more precise culprit?
         raise
@@ -90,6 +105,57 @@ def _hypergradient(
     result = {name: g.detach().to(dtype).reshape(ref.shape) for (name, ref), g in zip(outer_params.items(), flat)}
     report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
     return (result, info) if return_info else result
+
+
+def _solve_mixed(solver, outer_loss, inner_loss, outer, inner, reduce, outer_precision, inner_precision):
+    """Solve with the losses under autocast and scaled; undo the scales. In float16 the scales are first lowered
+    until both losses' gradients are finite, and halved again whenever the solve overflows (a non-finite result,
+    a diverged or non-finite linear solve): dynamic loss scaling, as ``torch.amp.GradScaler`` does for a step."""
+    scale_f = outer_precision.scale if outer_precision is not None else 1.0
+    scale_g = inner_precision.scale if inner_precision is not None else 1.0
+    float16 = any(p is not None and p.dtype == "float16" for p in (outer_precision, inner_precision))
+    retries = max(p.max_retries for p in (outer_precision, inner_precision) if p is not None) if float16 else 0
+
+    def wrapped(scale_f, scale_g):
+        o_loss = outer_precision.wrap(outer_loss, scale_f) if outer_precision is not None else outer_loss
+        i_loss = inner_precision.wrap(inner_loss, scale_g) if inner_precision is not None else inner_loss
+        return o_loss, i_loss
+
+    for attempt in range(retries + 1):
+        o_loss, i_loss = wrapped(scale_f, scale_g)
+        last = attempt == retries
+        if float16 and not last and not _gradients_finite((o_loss, i_loss), outer, inner):
+            scale_f, scale_g = scale_f / 2, scale_g / 2
+            continue
+        try:
+            flat, info = rescaled_solver(solver, scale_g).solve(o_loss, i_loss, outer, inner, reduce)
+        except SolverDivergedError:
+            if not float16 or last:
+                raise
+            scale_f, scale_g = scale_f / 2, scale_g / 2
+            continue
+        finite = bool(torch.isfinite(flatten([g.detach().reshape(-1) for g in flat])).all())
+        overflow = not finite or (not info.converged and not math.isfinite(info.residual))
+        if not float16 or not overflow or last:
+            break
+        scale_f, scale_g = scale_f / 2, scale_g / 2
+    flat = [g / scale_f for g in flat] if scale_f != 1.0 else flat
+    info.outer_loss /= scale_f
+    if info.inner_gradient is not None and scale_g != 1.0:
+        value, g = info.inner_gradient
+        info.inner_gradient = (value / scale_g, g / scale_g)
+    info.extra["loss_scale"] = scale_f
+    return flat, info
+
+
+def _gradients_finite(losses, outer, inner) -> bool:
+    """Whether each scaled loss's gradient with respect to both levels is finite at the given point."""
+    params = [*outer.values(), *inner.values()]
+    for loss in losses:
+        gs = torch.autograd.grad(loss(outer, inner), params, allow_unused=True)
+        if not all(bool(torch.isfinite(g).all()) for g in gs if g is not None):
+            return False
+    return True
 
 
 def _check_inputs_finite(outer_loss, inner_loss, outer_params, inner_params) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import InvalidProblemError
+from .precision import Precision, as_precision, check_float32
 
 #: ``objective(params, batch) -> scalar``: ``params`` maps level name -> {parameter name -> tensor}.
 Objective = Callable[[Mapping[str, Mapping[str, Tensor]], Any], Tensor]
@@ -40,6 +41,8 @@ class Level:
         optimizer: factory ``params -> torch.optim.Optimizer`` used when a phase gives none (default Adam 1e-3).
         data: an iterator (or iterable) of batches for this level's objective; ``None`` when the objective
             needs no data. Use :class:`hyperlevel.data.ResumableLoader` for exact resumption.
+        precision: run this level's objective under autocast (``"bfloat16"``, ``"float16"`` or a
+            :class:`hyperlevel.precision.Precision`); parameters, solver vectors and optimizer state stay float32.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Level:
     objective: Objective
     optimizer: OptimizerFactory | None = None
     data: Iterable[Any] | Iterator[Any] | None = None
+    precision: Precision | str | None = None
     _iterator: Iterator[Any] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,9 +63,11 @@ class Level:
                 f"level {self.name!r}: params must be an nn.Module or a dict of tensors, got "
                 f"{type(self.params).__name__}"
             )
+        self.precision = as_precision(self.precision)
         named = self.named_parameters()
         if not named:
             raise InvalidProblemError(f"level {self.name!r} has no trainable parameters")
+        check_float32(self.precision, named, f"level {self.name!r}")
         for n, t in named.items():
             if not t.is_floating_point():
                 raise InvalidProblemError(f"level {self.name!r}: parameter {n!r} is not floating point")

@@ -31,11 +31,8 @@ from .errors import InvalidProblemError, SolverDivergedError
 from .functional import HessianOperator
 from .hypergradient import hypergradient
 from .solvers.base import Solver, SolverInfo, report_convergence
-from .solvers.finite_difference import FiniteDifference
-from .solvers.first_order import FirstOrder
-from .solvers.implicit import ConjugateGradient, ImplicitSolver
-from .solvers.linear import conjugate_gradient
-from .solvers.unrolled import Unrolled
+from .solvers.implicit import ConjugateGradient
+from .solvers.registry import solver_type_message
 from .validation import check_finite_grads, check_loss, check_params, check_same_dtype
 
 Loss = Callable[..., Tensor]
@@ -118,9 +115,7 @@ def _validate(losses: object, params: object, solver: object) -> tuple[list[Loss
         check_params(p, f"params[{k}]")
     check_same_dtype([(f"params[{k}]", p) for k, p in enumerate(params)])
     if not isinstance(solver, Solver):
-        raise InvalidProblemError(
-            f"solver must be a hyperlevel.solvers.Solver (e.g. ConjugateGradient(iterations=50)), got {solver!r}"
-        )
+        raise InvalidProblemError(solver_type_message(solver))
     return list(losses), list(params)
 
 
@@ -240,14 +235,9 @@ class _Nested:
             return torch.zeros_like(b)
         op = self.operator(k)
         before = op.calls
-        solver = self.solver
-        if isinstance(solver, ConjugateGradient):  # no warm start: every solve here has its own system
-            x, lin = conjugate_gradient(
-                op, b, iterations=solver.iterations, tol=solver.resolved_tol(b), solver_name=f"level {k} CG"
-            )
-        else:
-            assert isinstance(solver, ImplicitSolver)
-            x, lin = solver.linear_solve(op, b)
+        # the solver's symmetric linear solve (declaration.nested == "implicit"); no warm start: every solve here
+        # has its own system
+        x, lin = self.solver.linear_solve(op, b, warm=False)  # type: ignore[attr-defined]
         info = self.levels[k]
         info.solves += 1
         info.iterations += lin.iterations
@@ -332,7 +322,7 @@ def nested_hypergradient(
     Args:
         losses: ``N`` callables, outermost first; ``losses[k](*params) -> scalar tensor`` takes all ``N`` dicts.
         params: ``N`` dicts of name -> tensor, outermost first.
-        solver: default ``ConjugateGradient(iterations=50)``.
+        solver: default ``ConjugateGradient(iterations=50)``; its ``declaration.nested`` picks the N-level path.
         return_info: also return the solver info (a :class:`NestedSolverInfo` with per-level figures for
             ``N > 2``).
 
@@ -351,36 +341,34 @@ def nested_hypergradient(
         f, g = losses
         return hypergradient(lambda o, i: f(o, i), lambda o, i: g(o, i), params[0], params[1], solver,
                              return_info=return_info)
-    if isinstance(solver, FiniteDifference):
+    declaration = solver.declaration
+    path = declaration.nested
+    if path is None:
         raise InvalidProblemError(
-            f"FiniteDifference approximates a bilevel (two-level) hypergradient, the DARTS one-step quantity; it has "
-            f"no nested definition for {n} levels (TriCo's Alg. 1 applies it to bilevel phases). Use "
-            "hyperlevel.hypergradient on each phase's pair of levels, Unrolled(steps=1, inner_lr=...) here for the "
-            "nested one-step quantity, or ConjugateGradient for the exact nested hypergradient"
+            f"{type(solver).__name__} computes {declaration.describe()}: a two-level quantity with no nested "
+            f"definition for {n} levels (FiniteDifference is TriCo's Alg. 1 for bilevel phases). Use "
+            "hyperlevel.hypergradient on each pair of levels, Unrolled(steps=1, inner_lr=...) here for the nested "
+            "one-step quantity, or ConjugateGradient for the exact nested hypergradient"
+            + (" (Unrolled(truncate=...) is not supported for more than 2 levels)"
+               if getattr(declaration.target, "frozen_steps", 0) else "")
         )
     state = _Nested(losses, params, solver)
     top = leaves(params[0])
     with torch.enable_grad():
-        if isinstance(solver, ImplicitSolver):
+        if path == "implicit":
             flat = state.top_gradient(lambda upper: state.respond(1, upper, 1), top)
             info = state.info(type(solver).__name__)
-        elif isinstance(solver, Unrolled):
-            if solver.truncate is not None:
-                raise InvalidProblemError(
-                    "Unrolled(truncate=...) is not supported for nested problems with more than 2 levels"
-                )
-            flat = state.top_gradient(lambda upper: state.unrolled(1, upper, solver.steps, solver.inner_lr), top)
-            info = state.info(type(solver).__name__, iterations=solver.steps, residual=math.nan)
-        elif isinstance(solver, FirstOrder):
+        elif path == "unrolled":
+            steps, lr = declaration.target.steps, declaration.target.inner_lr  # type: ignore[attr-defined]
+            flat = state.top_gradient(lambda upper: state.unrolled(1, upper, steps, lr), top)
+            info = state.info(type(solver).__name__, iterations=steps, residual=math.nan)
+        elif path == "partial":
             value = state.loss(0, [flatten(list(top.values()))] + state.base[1:])
             gs = torch.autograd.grad(value, list(top.values()), allow_unused=True)
             flat = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, top.values(), strict=True)]
             info = state.info(type(solver).__name__)
         else:
-            raise InvalidProblemError(
-                f"{type(solver).__name__} does not support nested problems with {n} levels; use "
-                "ConjugateGradient, Neumann, Unrolled or FirstOrder"
-            )
+            raise InvalidProblemError(f"{type(solver).__name__} declares an unknown nested path {path!r}")
     result = {}
     for (name, ref), g in zip(params[0].items(), flat, strict=True):
         g = g.detach().to(dtype)

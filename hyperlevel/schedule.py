@@ -12,6 +12,7 @@ from torch import Tensor
 from .errors import InvalidProblemError
 from .level import OptimizerFactory
 from .solvers import FiniteDifference, Solver
+from .solvers.registry import solver_type_message
 
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
@@ -82,7 +83,8 @@ class Phase:
             plain training of ``inner``).
         inner: levels updated with their own gradient; several levels form one *joint* inner level.
         frozen: levels held constant. Levels named nowhere are frozen too; naming them documents intent.
-        solver: hypergradient solver for this phase (default: TriCo's ``FiniteDifference``).
+        solver: hypergradient solver for this phase (default: TriCo's ``FiniteDifference``); by name:
+            ``hyperlevel.solvers.get(name, **options)``.
         inner_steps: inner optimizer steps per outer step.
         max_steps: outer steps at most.
         until: optional stop criterion (:class:`Converged`).
@@ -125,7 +127,7 @@ class Phase:
         if self.inner_steps < 0 or self.max_steps < 1:
             raise InvalidProblemError(f"phase {self.name!r}: inner_steps >= 0 and max_steps >= 1 required")
         if not isinstance(self.solver, Solver):
-            raise InvalidProblemError(f"phase {self.name!r}: solver must be a hyperlevel solver, got {self.solver!r}")
+            raise InvalidProblemError(f"phase {self.name!r}: {solver_type_message(self.solver)}")
         if self.nested and not self.outer:
             raise InvalidProblemError(f"phase {self.name!r}: a nested phase needs outer levels")
 

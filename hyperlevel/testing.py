@@ -3,9 +3,10 @@
 ``check_hypergradient`` answers "can I trust this number?" with two independent references:
 
 * the exact implicit hypergradient, from a dense Hessian solve (what the implicit solvers converge to);
-* central finite differences of the quantity the solver itself approximates (the implicit objective
-  ``F(o, w*(o))`` re-solved by Newton's method, the one-step or K-step unrolled objective, or the partial
-  objective), so a solver is judged against its own definition, not only against the implicit one.
+* central finite differences of the quantity the solver itself approximates, as its ``declaration.target``
+  states (the implicit objective ``F(o, w*(o))`` re-solved by Newton's method, the one-step or K-step unrolled
+  objective, the partial objective, ...), so a solver is judged against its own definition, not only against the
+  implicit one. A solver without a declaration is an error, never silently compared with the implicit target.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from torch import Tensor
 
 from ._flat import Params, flatten, unflatten
 from .hypergradient import hypergradient
-from .solvers import FiniteDifference, FirstOrder, ImplicitSolver, Solver, SolverInfo, Unrolled
+from .solvers import Solver, SolverInfo
+from .solvers.target import ImplicitTarget, newton_solve
 
 PairLoss = Callable[[Params, Params], Tensor]
 
@@ -35,6 +37,8 @@ class HypergradientReport:
     hypergradient: dict[str, Tensor] = field(repr=False)
     implicit: dict[str, Tensor] = field(repr=False)
     own_target: dict[str, Tensor] = field(repr=False)
+    #: the solver's declared target, in words
+    target: str = ""
 
     def __str__(self) -> str:
         rows = [
@@ -44,6 +48,8 @@ class HypergradientReport:
         ]
         width = max(len(r[0]) for r in rows)
         lines = [f"check_hypergradient: {self.solver}"]
+        if self.target:
+            lines.append(f"  computes {self.target}")
         lines += [f"  {name:<{width}}  {value:.3e}" for name, value in rows]
         lines.append(
             f"  info: iterations={self.info.iterations} residual={self.info.residual:.3e} "
@@ -94,51 +100,6 @@ def exact_implicit_hypergradient(
     return out
 
 
-def newton_solve(
-    inner_loss: PairLoss, o: Params, w_start: Mapping[str, Tensor], steps: int = 30, tol: float = 1e-13
-) -> dict[str, Tensor]:
-    """Re-solve the inner problem for fixed outer parameters by Newton's method with dense Hessians."""
-    shapes = [v.detach().double() for v in w_start.values()]
-    names = list(w_start)
-    w = flatten(shapes).detach().clone()
-
-    def as_inner(v: Tensor) -> Params:
-        return dict(zip(names, unflatten(v, shapes), strict=True))
-
-    for _ in range(steps):
-        v = w.clone().requires_grad_()
-        g = torch.autograd.grad(inner_loss(o, as_inner(v)), v)[0]
-        if torch.linalg.vector_norm(g) <= tol * max(1.0, float(torch.linalg.vector_norm(w))):
-            break
-        H = dense_hessian(lambda u: inner_loss(o, as_inner(u)), w)
-        w = w - torch.linalg.solve(H, g)
-    return {k: t.detach() for k, t in as_inner(w).items()}
-
-
-def _target_objective(solver: Solver | None, outer_loss: PairLoss, inner_loss: PairLoss, inner: Params):
-    """The scalar function of the outer parameters whose gradient ``solver`` computes or approximates.
-
-    ``None`` (and every implicit solver) stands for the implicit objective ``F(o, w*(o))``.
-    """
-    names = list(inner)
-
-    def unrolled(o: Params, steps: int, lr: float) -> Tensor:
-        w = {k: v.clone() for k, v in inner.items()}
-        for _ in range(steps):
-            ws = {k: v.detach().requires_grad_() for k, v in w.items()}
-            g = torch.autograd.grad(inner_loss(o, ws), list(ws.values()))
-            w = {k: w[k] - lr * gk for k, gk in zip(names, g, strict=True)}
-        return outer_loss(o, w)
-
-    if isinstance(solver, FirstOrder):
-        return lambda o: outer_loss(o, inner)
-    if isinstance(solver, FiniteDifference):
-        return lambda o: unrolled(o, 1, solver.inner_lr)
-    if isinstance(solver, Unrolled):
-        return lambda o: unrolled(o, solver.steps, solver.inner_lr)
-    return lambda o: outer_loss(o, newton_solve(inner_loss, o, inner))
-
-
 def central_differences(objective: Callable[[Params], Tensor], o: Params, step: float = 1e-5) -> dict[str, Tensor]:
     """Central finite differences of a scalar function of a dict of tensors (float64, small problems)."""
     out: dict[str, Tensor] = {}
@@ -174,16 +135,18 @@ def check_hypergradient(
         >>> report = check_hypergradient(outer, inner, o, w, hyperlevel.solvers.ConjugateGradient(50))
         >>> print(report); assert report.error_vs_implicit < 1e-6
     """
+    declaration = solver.declaration  # before solving: a stateful solver's target is that of this call
     grads, info = hypergradient(outer_loss, inner_loss, outer_params, inner_params, solver, return_info=True)
     implicit = exact_implicit_hypergradient(outer_loss, inner_loss, outer_params, inner_params)
     o64 = {k: v.detach().double() for k, v in outer_params.items()}
     w64 = {k: v.detach().double() for k, v in inner_params.items()}
+    reference = ImplicitTarget()
     with torch.enable_grad():
-        own = central_differences(_target_objective(solver, outer_loss, inner_loss, w64), o64, fd_step)
+        own = central_differences(declaration.target.objective(outer_loss, inner_loss, o64, w64), o64, fd_step)
         implicit_fd = (
             own
-            if isinstance(solver, ImplicitSolver)
-            else central_differences(_target_objective(None, outer_loss, inner_loss, w64), o64, fd_step)
+            if declaration.target == reference
+            else central_differences(reference.objective(outer_loss, inner_loss, o64, w64), o64, fd_step)
         )
     g64 = {k: v.double() for k, v in grads.items()}
     return HypergradientReport(
@@ -195,6 +158,7 @@ def check_hypergradient(
         hypergradient=grads,
         implicit=implicit,
         own_target=own,
+        target=declaration.describe(),
     )
 
 

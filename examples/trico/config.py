@@ -20,9 +20,11 @@ from typing import Any, Literal
 
 import yaml
 
+import hyperlevel
+
 __all__ = ["ConfigError", "TrainConfig", "ModelConfig", "DataConfig", "LossConfig", "SolverConfig", "PhaseConfig",
            "LearningRates", "SchedulerConfig", "AlgorithmConfig", "LogConfig", "EvalConfig", "load_config",
-           "config_from_dict", "config_to_dict", "apply_overrides", "CONFIG_DIR", "SOLVER_PARAMS"]
+           "config_from_dict", "config_to_dict", "apply_overrides", "CONFIG_DIR", "solver_params"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -119,26 +121,25 @@ class LossConfig:
             raise ConfigError(f"{key}.weights_init: must be positive, got {self.weights_init}")
 
 
-#: accepted parameters per solver name (besides ``name``); ``inner_lr`` of finite_difference/unrolled
-#: defaults to the phase's inner learning rate (gamma_l in S1, o_l in S2).
-SOLVER_PARAMS: dict[str, tuple[str, ...]] = {
-    "finite_difference": ("inner_lr", "epsilon"),
-    "cg": ("iterations", "tol", "on_nonconvergence", "warm_start"),
-    "neumann": ("iterations", "alpha", "tol", "on_nonconvergence"),
-    "unrolled": ("steps", "inner_lr", "truncate"),
-    "first_order": (),
-}
+def solver_params(name: str) -> tuple[str, ...]:
+    """The parameters solver ``name`` accepts (besides ``name``), from hyperlevel's registry. An ``inner_lr`` the
+    config leaves out defaults to the phase's inner learning rate (gamma_l in S1, o_l in S2)."""
+    return tuple(hyperlevel.solvers.options(name))
 
 
 @dataclass
 class SolverConfig:
-    """Hypergradient solver of the bilevel phases: a ``name`` and that solver's parameters."""
+    """Hypergradient solver of the bilevel phases: a registered ``name`` (``hyperlevel.solvers.available()``)
+    and that solver's parameters."""
 
-    name: Literal["finite_difference", "cg", "neumann", "unrolled", "first_order"] = "finite_difference"
+    name: str = "finite_difference"
     params: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, key: str) -> None:
-        allowed = SOLVER_PARAMS[self.name]
+        names = hyperlevel.solvers.available()
+        if self.name not in names:
+            raise ConfigError(f"{key}.name: unknown solver {self.name!r}; available: {names}")
+        allowed = solver_params(self.name)
         unknown = sorted(set(self.params) - set(allowed))
         if unknown:
             raise ConfigError(f"{key}.params: unknown key(s) {unknown} for solver {self.name!r}; "

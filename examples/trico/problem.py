@@ -79,21 +79,21 @@ def make_objective(model: torch.nn.Module, loss_weights: LossWeights, losses: Ca
     return objective
 
 
+#: TriCo's defaults for any registered solver that accepts them and whose config leaves them out: Alg. 1 takes
+#: one inner step, of the phase's inner learning rate (``inner_lr`` is filled in by :func:`build_solver`).
+TRICO_SOLVER_DEFAULTS: dict[str, Any] = {"steps": 1}
+
+
 def build_solver(cfg: SolverConfig, inner_lr: float) -> hyperlevel.solvers.Solver:
-    """The configured hyperlevel solver; ``inner_lr`` (the phase's inner learning rate) fills the one-step /
-    unrolled solvers' ``inner_lr`` unless the config sets it."""
-    s = hyperlevel.solvers
-    p = dict(cfg.params)
-    if cfg.name == "finite_difference":
-        return s.FiniteDifference(inner_lr=float(p.get("inner_lr", inner_lr)), epsilon=float(p.get("epsilon", 1e-2)))
-    if cfg.name == "unrolled":
-        return s.Unrolled(steps=int(p.get("steps", 1)), inner_lr=float(p.get("inner_lr", inner_lr)),
-                          truncate=p.get("truncate"))
-    if cfg.name == "cg":
-        return s.ConjugateGradient(**p)
-    if cfg.name == "neumann":
-        return s.Neumann(**p)
-    return s.FirstOrder()
+    """The configured hyperlevel solver, by name from hyperlevel's registry (an unknown name is an error listing
+    the available ones); ``inner_lr`` (the phase's inner learning rate) and :data:`TRICO_SOLVER_DEFAULTS` fill
+    the options the solver accepts and the config leaves out."""
+    accepted = hyperlevel.solvers.options(cfg.name)
+    p = {k: v for k, v in {**TRICO_SOLVER_DEFAULTS, "inner_lr": inner_lr}.items() if k in accepted}
+    for k, v in cfg.params.items():  # YAML reads 1e-2 as a string: follow the type of the option's default
+        default = accepted.get(k)
+        p[k] = float(v) if isinstance(default, float) and isinstance(v, str | int) and not isinstance(v, bool) else v
+    return hyperlevel.solvers.get(cfg.name, **p)
 
 
 def build_train_data(config: TrainConfig) -> torch.utils.data.Dataset:

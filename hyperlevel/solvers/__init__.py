@@ -1,23 +1,58 @@
-"""Hypergradient solvers. Each computes or approximates ``d/do F(o, w*(o))``; see docs/concepts.md."""
+"""Hypergradient solvers. Each computes or approximates ``d/do F(o, w*(o))``; see docs/concepts.md.
 
+Build one by name with ``get(name, **options)`` (names: ``available()``); each solver's ``declaration`` says which
+function's gradient it computes (:mod:`hyperlevel.solvers.target`).
+"""
+
+from .aggregated import Aggregated
 from .base import Reduce, Solver, SolverInfo
+from .cg_normal import CGNormal
 from .finite_difference import FiniteDifference
 from .first_order import FirstOrder
+from .fixed_point import FixedPoint
+from .gmres import GMRES, gmres
+from .iad import InitialisationAuxiliary
 from .implicit import ConjugateGradient, ImplicitSolver, Neumann
 from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
+from .nystrom import Nystrom
+from .ptt import PessimisticTruncation
+from .registry import SOLVERS, available, get, options, register
+from .target import Declaration, ImplicitTarget, PartialTarget, Target, UnrolledTarget
 from .unrolled import Unrolled
+from .unrolled_recompute import UnrolledRecompute
+from .zero_order import ZeroOrder
 
 __all__ = [
+    "GMRES",
+    "SOLVERS",
+    "Aggregated",
+    "CGNormal",
+    "FixedPoint",
+    "InitialisationAuxiliary",
+    "Nystrom",
+    "PessimisticTruncation",
+    "UnrolledRecompute",
+    "ZeroOrder",
+    "gmres",
     "ConjugateGradient",
+    "Declaration",
     "FiniteDifference",
     "FirstOrder",
     "ImplicitSolver",
+    "ImplicitTarget",
     "LinearSolveInfo",
     "Neumann",
+    "PartialTarget",
     "Reduce",
     "Solver",
     "SolverInfo",
+    "Target",
     "Unrolled",
+    "UnrolledTarget",
+    "available",
     "conjugate_gradient",
+    "get",
     "neumann_series",
+    "options",
+    "register",
 ]

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from torch import Tensor
 
 from .._flat import Params
-from ..errors import ConvergenceError, ConvergenceWarning
+from ..errors import ConvergenceError, ConvergenceWarning, InvalidProblemError
+from .target import Declaration
 
 PairLoss = Callable[[Params, Params], Tensor]
 #: Averages a tensor over data-parallel processes (identity in a single process); see hyperlevel.distributed.
@@ -50,6 +51,9 @@ class SolverInfo:
     #: (inner loss, flat inner gradient) at the given point when the solver computed them anyway (finite
     #: difference): the engine can reuse them for the first inner step (``Phase(reuse_inner_gradient=True)``)
     inner_gradient: tuple[float, Tensor] | None = field(default=None, repr=False)
+    #: the Hessian-vector product path used (``"double_backward"``, ``"forward_over_reverse"``,
+    #: ``"finite_difference"``; see :mod:`hyperlevel.hvp`), or ``""`` for a solver that takes no products
+    hvp: str = ""
 
 
 class Solver(ABC):
@@ -63,8 +67,21 @@ class Solver(ABC):
     run the same iteration and the result equals the single-process one on the union of the data.
     """
 
-    #: the name shared across libraries in benchmarks (``cg``, ``neumann``, ...)
+    #: the name shared across libraries in benchmarks (``cg``, ``neumann``, ...), and its key in the registry
     method: str = ""
+
+    @property
+    def declaration(self) -> Declaration:
+        """What this solver computes or approximates, and how (:mod:`hyperlevel.solvers.target`).
+
+        ``check_hypergradient`` compares the solver with finite differences of ``declaration.target``, and
+        ``nested_hypergradient`` picks its N-level path from ``declaration.nested``; every solver must declare it.
+        """
+        raise InvalidProblemError(
+            f"{type(self).__name__} declares no target: define its `declaration` property (a "
+            "hyperlevel.solvers.target.Declaration saying which function's gradient it computes, e.g. "
+            "Declaration(ImplicitTarget(), exact=True, how='...'))"
+        )
 
     @abstractmethod
     def solve(

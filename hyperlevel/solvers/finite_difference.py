@@ -8,6 +8,7 @@ from torch import Tensor
 from .._flat import Params, flatten, unflatten
 from ..functional import check_outer_used, evaluate, grads, inner_gradient, outer_partials
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .target import Declaration, UnrolledTarget
 
 
 class FiniteDifference(Solver):
@@ -37,6 +38,11 @@ class FiniteDifference(Solver):
             raise ValueError(f"epsilon must be positive, got {epsilon}")
         self.inner_lr = float(inner_lr)
         self.epsilon = float(epsilon)
+
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(UnrolledTarget(1, self.inner_lr), exact=False,
+                           how=f"mixed term by central finite differences, probe length {self.epsilon}")
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None

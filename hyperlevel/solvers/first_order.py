@@ -8,6 +8,7 @@ from torch import Tensor
 from .._flat import Params
 from ..functional import evaluate, grads
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .target import Declaration, PartialTarget
 
 
 class FirstOrder(Solver):
@@ -19,6 +20,10 @@ class FirstOrder(Solver):
     """
 
     method = "first_order"
+
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(PartialTarget(), exact=True, how="one backward pass", nested="partial")
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None

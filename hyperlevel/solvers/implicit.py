@@ -17,9 +17,12 @@ from torch import Tensor
 
 from .._flat import Params, flatten
 from ..errors import InvalidProblemError
-from ..functional import HessianOperator, check_outer_used, inner_gradient, outer_partials
+from ..functional import check_outer_used, outer_partials
+from ..hvp import AutoHvp, check_hvp_option, resolve
+from ..precision import UnitProducts
 from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
+from .target import Declaration, ImplicitTarget
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -30,7 +33,8 @@ def default_tol(dtype: torch.dtype) -> float:
 class ImplicitSolver(Solver):
     """Shared machinery of the implicit solvers; subclasses only choose the linear solver."""
 
-    def __init__(self, iterations: int, tol: float | None, on_nonconvergence: OnNonconvergence, warm_start: bool):
+    def __init__(self, iterations: int, tol: float | None, on_nonconvergence: OnNonconvergence, warm_start: bool,
+                 hvp: str | AutoHvp = "double_backward"):
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if tol is not None and tol <= 0:
@@ -39,6 +43,7 @@ class ImplicitSolver(Solver):
         self.tol = tol
         self.on_nonconvergence: OnNonconvergence = on_nonconvergence
         self.warm_start = warm_start
+        self.hvp = check_hvp_option(hvp)
         self._previous: Tensor | None = None
 
     def state_dict(self) -> dict:
@@ -48,16 +53,21 @@ class ImplicitSolver(Solver):
         self._previous = state.get("previous")
 
     @abstractmethod
-    def linear_solve(self, matvec, b: Tensor) -> tuple[Tensor, LinearSolveInfo]:
-        """Solve ``H x = b`` approximately, with ``matvec(v) = H v``."""
+    def linear_solve(self, matvec, b: Tensor, warm: bool = True) -> tuple[Tensor, LinearSolveInfo]:
+        """Solve ``H x = b`` approximately for symmetric ``H``, with ``matvec(v) = H v``; ``warm=False`` ignores any
+        warm start (the nested path solves a different system each time)."""
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
         f_value, direct, d_inner = outer_partials(outer_loss, outer, inner)
-        grad_w = inner_gradient(inner_loss, outer, inner, create_graph=True)
+        hvp = self.hvp
+        if isinstance(hvp, str) and hvp == "auto":
+            hvp = AutoHvp(expected_products=self.iterations)
+        hessian, hvp_path, hvp_extra = resolve(hvp, inner_loss, outer, inner)
+        if getattr(inner_loss, "hyperlevel_precision", None) is not None:  # mixed precision: keep products in range
+            hessian = UnitProducts(hessian)
         b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
-        hessian = HessianOperator(grad_w, inner)
         if reduce is not None:
             b = reduce(b)
             x, lin = self.linear_solve(lambda v: reduce(hessian(v)), b)
@@ -87,7 +97,9 @@ class ImplicitSolver(Solver):
             hvp_evals=lin.matvecs + 1,
             message=lin.message,
             outer_loss=float(f_value.detach()),
+            hvp=hvp_path,
         )
+        info.extra.update(hvp_extra)
         return result, info
 
     def resolved_tol(self, b: Tensor) -> float:
@@ -107,6 +119,9 @@ class ConjugateGradient(ImplicitSolver):
         tol: relative residual ``||H x - b|| / ||b||`` at which to stop (default 1e-10 in float64, 1e-5 else).
         on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` when the tolerance is not reached.
         warm_start: start CG from the previous call's solution (useful inside a training loop).
+        hvp: how Hessian-vector products are computed (:mod:`hyperlevel.hvp`): ``"double_backward"`` (default),
+            ``"forward_over_reverse"``, ``"finite_difference"`` (an approximation, opt-in) or ``"auto"`` (timed
+            once per problem signature and device, cached; the choice is reported in ``SolverInfo.hvp``).
     """
 
     method = "cg"
@@ -117,11 +132,17 @@ class ConjugateGradient(ImplicitSolver):
         tol: float | None = None,
         on_nonconvergence: OnNonconvergence = "warn",
         warm_start: bool = False,
+        hvp: str | AutoHvp = "double_backward",
     ):
-        super().__init__(iterations, tol, on_nonconvergence, warm_start)
+        super().__init__(iterations, tol, on_nonconvergence, warm_start, hvp)
 
-    def linear_solve(self, matvec, b):
-        x0 = self._previous if self.warm_start and self._previous is not None else None
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="conjugate gradients on H x = d_w F, up to tol",
+                           nested="implicit")
+
+    def linear_solve(self, matvec, b, warm=True):
+        x0 = self._previous if warm and self.warm_start and self._previous is not None else None
         if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
             x0 = None
         elif x0 is not None:
@@ -145,6 +166,7 @@ class Neumann(ImplicitSolver):
         alpha: step of the series; must satisfy ``alpha < 2 / lambda_max`` (the solver raises when it diverges).
         tol: relative residual at which to stop early (default 1e-10 in float64, 1e-5 else).
         on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"``.
+        hvp: the product path, as for :class:`ConjugateGradient`.
     """
 
     method = "neumann"
@@ -155,13 +177,19 @@ class Neumann(ImplicitSolver):
         alpha: float = 0.01,
         tol: float | None = None,
         on_nonconvergence: OnNonconvergence = "warn",
+        hvp: str | AutoHvp = "double_backward",
     ):
         if not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha}")
-        super().__init__(iterations, tol, on_nonconvergence, warm_start=False)
+        super().__init__(iterations, tol, on_nonconvergence, warm_start=False, hvp=hvp)
         self.alpha = float(alpha)
 
-    def linear_solve(self, matvec, b):
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="truncated Neumann series for H^-1 d_w F, up to tol",
+                           nested="implicit")
+
+    def linear_solve(self, matvec, b, warm=True):
         return neumann_series(
             matvec, b, iterations=self.iterations, alpha=self.alpha, tol=self.resolved_tol(b),
             solver_name=f"Neumann(alpha={self.alpha})",

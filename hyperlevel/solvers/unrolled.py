@@ -9,6 +9,7 @@ from .._flat import Params
 from ..errors import InvalidProblemError
 from ..functional import check_outer_used, evaluate, grads
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .target import Declaration, UnrolledTarget
 
 
 class Unrolled(Solver):
@@ -29,25 +30,44 @@ class Unrolled(Solver):
         steps: number of inner steps ``K``.
         inner_lr: inner step size.
         truncate: number of final steps to differentiate through (``None``: all).
+        checkpoint_every: keep only every ``C``-th inner point and recompute the others segment by segment in the
+            backward pass (:mod:`hyperlevel.solvers.checkpointed_unroll`): same hypergradient, peak memory
+            ``O(steps / C + C)`` instead of ``O(steps)``, about one extra forward pass of the inner gradient.
+            ``None`` (default) stores the whole trajectory's graph. (The registry's separate
+            ``unrolled_recompute`` solver, ``UnrolledRecompute``, runs the same kind of reverse pass as its own solver;
+            see docs/large_networks.md.)
     """
 
     method = "unrolled"
 
-    def __init__(self, steps: int = 10, inner_lr: float = 1e-2, truncate: int | None = None):
+    def __init__(self, steps: int = 10, inner_lr: float = 1e-2, truncate: int | None = None,
+                 checkpoint_every: int | None = None):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if truncate is not None and not 1 <= truncate <= steps:
             raise ValueError(f"truncate must be in [1, steps={steps}], got {truncate}")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 or None, got {checkpoint_every}")
         self.steps = int(steps)
         self.inner_lr = float(inner_lr)
         self.truncate = truncate
+        self.checkpoint_every = checkpoint_every
+
+    @property
+    def declaration(self) -> Declaration:
+        frozen = 0 if self.truncate is None else self.steps - self.truncate
+        return Declaration(UnrolledTarget(self.steps, self.inner_lr, frozen_steps=frozen), exact=True,
+                           how="reverse mode through the stored trajectory",
+                           nested="unrolled" if self.truncate is None else None)
 
     def solve(
         self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params, reduce: Reduce | None = None
     ) -> tuple[list[Tensor], SolverInfo]:
+        differentiated = self.steps if self.truncate is None else self.truncate
+        if self.checkpoint_every is not None:
+            return self._solve_checkpointed(outer_loss, inner_loss, outer, inner, reduce, differentiated)
         names = list(inner)
         w = dict(inner)
-        differentiated = self.steps if self.truncate is None else self.truncate
         for t in range(self.steps):
             track = t >= self.steps - differentiated
             value = evaluate(inner_loss, outer, w, "inner_loss")
@@ -73,5 +93,23 @@ class Unrolled(Solver):
         info = SolverInfo(
             solver=type(self).__name__, iterations=self.steps, gradient_evals=self.steps + 1, hvp_evals=differentiated,
             outer_loss=float(value.detach()),
+        )
+        return out, info
+
+    def _solve_checkpointed(self, outer_loss, inner_loss, outer, inner, reduce, differentiated):
+        from .checkpointed_unroll import checkpointed_unroll
+
+        result, value, extra = checkpointed_unroll(
+            outer_loss, inner_loss, outer, inner, steps=self.steps, inner_lr=self.inner_lr,
+            differentiated=differentiated, checkpoint_every=int(self.checkpoint_every), reduce=reduce,
+        )
+        if self.truncate is None:
+            check_outer_used(outer, result, None)
+        out = reduce_list(reduce, [torch.zeros_like(p) if g is None else g
+                                   for g, p in zip(result, outer.values(), strict=True)])
+        info = SolverInfo(
+            solver=type(self).__name__, iterations=self.steps,
+            gradient_evals=self.steps + 1 + int(extra["recomputed_steps"]) + differentiated,
+            hvp_evals=differentiated, outer_loss=float(value.detach()), extra=extra,
         )
         return out, info
