@@ -1,6 +1,6 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, hvp, precision, solvers, testing
+from . import checkpoint, distributed, hvp, precision, runfolder, signals, solvers, testing
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -55,6 +55,8 @@ __all__ = [
     "nested_hypergradient",
     "precision",
     "prefixed",
+    "runfolder",
+    "signals",
     "sgd",
     "solvers",
     "testing",

@@ -191,7 +191,9 @@ def test_cli_parses_every_subcommand():
     assert a.command == "train" and a.resume is True and a.overrides == ["data.crop=8", "seed=1"]
     a = parser.parse_args(["train", "--config", "x.yaml", "--resume", "ck.pt", "--out", "o"])
     assert a.resume == "ck.pt" and a.out == "o"
-    assert parser.parse_args(["enhance", "--checkpoint", "c", "--input", "i", "--output", "o"]).scale == 2
+    # issue 14: enhance takes the scale from the checkpoint unless --scale repeats it
+    assert parser.parse_args(["enhance", "--checkpoint", "c", "--input", "i", "--output", "o"]).scale is None
+    assert parser.parse_args(["train", "--config", "x.yaml", "--overwrite", "--debug"]).overwrite
     assert parser.parse_args(["evaluate", "--baseline", "bicubic"]).baseline == "bicubic"
     assert parser.parse_args(["profile", "--size", "64"]).size == 64
     assert parser.parse_args(["demo", "--out", "d"]).out == "d"

@@ -160,7 +160,7 @@ def run_demo(config: TrainConfig, out_dir: str | Path, progress: bool = True) ->
 
     print(f"[demo] 1/4 training TriCo (S1 <= {config.algorithm.s1.max_steps} steps, S2 "
           f"{config.algorithm.s2.max_steps} steps) -> {out}", file=sys.stderr)
-    trico = train(config, out)
+    trico = train(config, out, overwrite=True)  # a fresh demo: replaces an earlier demo run in OUT
     t_trico = trico.seconds
     budget = {"S1": trico.phase_steps.get("S1", 0), "S2": trico.phase_steps.get("S2", 0)}
     updates = budget["S1"] * config.algorithm.s1.inner_steps + budget["S2"] * config.algorithm.s2.inner_steps
@@ -169,7 +169,7 @@ def run_demo(config: TrainConfig, out_dir: str | Path, progress: bool = True) ->
         a, variant="naive", s1=dataclasses.replace(a.s1, max_steps=max(1, budget["S1"] * a.s1.inner_steps)),
         s2=dataclasses.replace(a.s2, max_steps=max(1, budget["S2"] * a.s2.inner_steps))))
     print(f"[demo] 2/4 training the naive baseline ({updates} network updates, as TriCo)", file=sys.stderr)
-    naive = train(naive_cfg, out / "naive")
+    naive = train(naive_cfg, out / "naive", overwrite=True)
 
     print("[demo] 3/4 evaluating on the embedded test split", file=sys.stderr)
     scale = config.model.scale

@@ -1,5 +1,9 @@
 """``python -m examples.trico evaluate``: measure a checkpoint (or a baseline) on full test images.
 
+The scale is the checkpoint's (``--scale`` may only repeat it); baselines take ``--scale`` (default 2).
+``--output`` is checked before anything is computed. Errors are one line with the exit statuses of
+``cli_errors.py``.
+
 Data specs: ``embedded`` (the fixed skimage test split), ``rellisur:/path/to/RELLISUR`` (``--split``,
 ``--scale``, optional ``--centre-crop`` in LR pixels, ``--exposures``), ``folder:/path/to/photos``
 (normal-light photos degraded by the synthetic pipeline at fixed per-image seeds, exposure drawn once in
@@ -140,7 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="checkpoint file (examples.trico.checkpoint.load_model)")
     parser.add_argument("--baseline", choices=sorted(BASELINES), help="measure a baseline instead of a model")
     parser.add_argument("--data", default="embedded", help="embedded | rellisur:/path | folder:/path")
-    parser.add_argument("--scale", type=int, default=2, choices=(1, 2, 4))
+    parser.add_argument("--scale", type=int, default=None, choices=(1, 2, 4),
+                        help="baselines: the scale (default 2); checkpoints: taken from the checkpoint")
     parser.add_argument("--split", default="test", help="RELLISUR split: Train, Val or Test")
     parser.add_argument("--exposures", help="RELLISUR exposure filter: '2.5,3.5' (values) or '2.5..4' (range)")
     parser.add_argument("--centre-crop", type=int, help="centre crop in LR pixels (RELLISUR / folder)")
@@ -166,38 +171,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli_errors import handle_errors
+
+    return handle_errors(lambda: _run_cli(args), debug=getattr(args, "debug", False))
+
+
+def checkpoint_scale(config: dict, requested: int | None, checkpoint: str) -> int:
+    """The scale a checkpoint was trained for; a different ``--scale`` is refused (``UsageError``)."""
+    from .cli_errors import UsageError
+
+    scale = int(config.get("scale", 0))
+    if requested is not None and requested != scale:
+        raise UsageError(f"--scale {requested} conflicts with the checkpoint {checkpoint}, trained for x{scale}; "
+                         f"omit --scale (it is taken from the checkpoint) or pass --scale {scale}")
+    return scale
+
+
+def _dataset(args: argparse.Namespace, scale: int) -> Dataset:
+    from .cli_errors import DataError, UsageError
+    from .data import RellisurError
+
+    try:
+        return build_eval_dataset(args.data, scale=scale, split=args.split, seed=args.seed,
+                                  centre_crop=args.centre_crop, exposures=_parse_exposures(args.exposures),
+                                  ev_range=tuple(args.ev_range))
+    except RellisurError:
+        raise
+    except FileNotFoundError as err:
+        raise DataError(f"--data {args.data}: {err}") from None
+    except ValueError as err:
+        if "spec" in str(err) or "use --data" in str(err) or "split must be" in str(err):
+            raise UsageError(f"--data {args.data}: {err}") from None
+        raise DataError(f"--data {args.data}: {err}") from None
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from .cli_errors import UsageError, check_output_file
+
     if not args.checkpoint and not args.baseline:
-        print("evaluate: give --checkpoint CKPT or --baseline NAME", file=sys.stderr)
-        return 2
+        raise UsageError("evaluate: give --checkpoint CKPT or --baseline NAME")
+    if args.output:
+        check_output_file(args.output)  # before any computing
+    model = None
+    if not args.baseline:
+        from .checkpoint import load_model
+
+        model, config = load_model(args.checkpoint, map_location=args.device)
+        scale = checkpoint_scale(config, args.scale, args.checkpoint)
+    else:
+        scale = args.scale if args.scale is not None else 2
     conv = replace(MetricConventions(), color=args.color, quantize_uint8=not args.no_quantize,
                    crop_border=args.crop_border)
     weights = {"lpips": args.lpips_weights, "lpips_backbone": args.lpips_backbone,
                "brisque": args.brisque_weights, "niqe": args.niqe_weights, "metaiqa": args.metaiqa_weights}
-    dataset = build_eval_dataset(args.data, scale=args.scale, split=args.split, seed=args.seed,
-                                 centre_crop=args.centre_crop, exposures=_parse_exposures(args.exposures),
-                                 ev_range=tuple(args.ev_range))
+    dataset = _dataset(args, scale)
     progress = not args.no_progress
     if args.baseline:
-        report = evaluate_baseline(args.baseline, dataset, args.scale, conv, args.metrics, weights, progress,
+        report = evaluate_baseline(args.baseline, dataset, scale, conv, args.metrics, weights, progress,
                                    args.per_image)
     else:
-        from .checkpoint import load_model
-
-        model, config = load_model(args.checkpoint, map_location=args.device)
         model = model.to(args.device)
         report = evaluate_model(model, dataset, conv, args.metrics, weights, args.device, progress,
                                 args.per_image)
         report["method"] = "checkpoint"
         report["checkpoint"] = str(args.checkpoint)
-    report.update({"data": args.data, "scale": args.scale, "split": args.split})
+    report.update({"data": args.data, "scale": scale, "split": args.split})
     print(report["conventions_text"], file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
     if args.output:
-        with open(args.output, "w") as fh:
-            json.dump(report, fh, indent=2)
+        from hyperlevel.checkpoint import write_text_atomic
+
+        write_text_atomic(args.output, json.dumps(report, indent=2))
     return 0
 
 

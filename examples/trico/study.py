@@ -90,7 +90,8 @@ def train_run(config: TrainConfig, run_dir: Path, device: str = "cpu") -> dict:
     last = run_dir / "checkpoints" / "last.pt"
     resume = last if last.is_file() else None
     before = _read_json(run_dir / "progress.json") or {"seconds": 0.0}
-    result = train(config, run_dir, resume=resume, device=device)
+    # no checkpoint yet: whatever an interrupted start left (config.yaml, logs) is replaced by a fresh start
+    result = train(config, run_dir, resume=resume, device=device, overwrite=resume is None)
     s = result.summary
     info = {"status": s.status, "steps": s.steps, "phase_steps": result.phase_steps,
             "seconds": before["seconds"] + result.seconds, "resumed": resume is not None,
