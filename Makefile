@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[trico,dev]'
 	$(PY) -m pip install $(PIP_FLAGS) --no-deps neuro-low-light
+	# BRISQUE's SVM model (examples/trico/noref.py reads brisque/models/ only): its declared OpenCV,
+	# libsvm-official (compiled from source) and requests are needed by its own code, never imported here
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps brisque
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -187,7 +187,7 @@ def test_config_errors_name_the_key(tmp_path):
     path.write_text("!!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
-    for name in ("demo", "rellisur_x2", "rellisur_x4"):
+    for name in ("demo", "rellisur_x2", "rellisur_x4", "shipped_x2", "study_quick"):
         assert load_config(name).model.scale in (2, 4)
 
 
@@ -203,6 +203,8 @@ def test_cli_parses_every_subcommand():
     assert parser.parse_args(["evaluate", "--baseline", "bicubic"]).baseline == "bicubic"
     assert parser.parse_args(["profile", "--size", "64"]).size == 64
     assert parser.parse_args(["demo", "--out", "d"]).out == "d"
+    a = parser.parse_args(["study", "--variants", "trico", "no_ihem", "--seeds", "3", "--out", "s", "--quick"])
+    assert (a.variants, a.seeds, a.quick, a.out) == (["trico", "no_ihem"], 3, True, "s")
     with pytest.raises(SystemExit):
         parser.parse_args(["fly"])
 

@@ -1,4 +1,4 @@
-"""Command line of the TriCo example: ``python -m examples.trico {train,enhance,evaluate,profile,demo}``.
+"""Command line of the TriCo example: ``python -m examples.trico {train,enhance,evaluate,profile,demo,study}``.
 
 - ``train --config FILE [--resume [PATH] | --overwrite] [--out DIR] [--set key=value ...]``: tri-level training
   (train.py); ``--resume`` without a path continues from ``OUT/checkpoints/last.pt`` (or, if that file is
@@ -8,6 +8,7 @@
 - ``enhance``, ``evaluate``, ``profile``, ``export`` (checkpoint -> shipped safetensors + measured card): see those
   modules.
 - ``demo``: the short end-to-end demo behind ``make demo`` (demo.py).
+- ``study``: the paper's ablations over seeds with confidence intervals (study.py).
 
 Errors are one line naming the file or key and the fix, with the exit statuses of ``cli_errors.py``
 (``--debug``, before or after the command: the traceback instead).
@@ -76,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, enhance, evaluate, export, profile
+    from . import demo, enhance, evaluate, export, profile, study
 
     parser = argparse.ArgumentParser(prog="python -m examples.trico",
                                      description="TriCo: low-light super-resolution trained as a tri-level problem")
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                                ("evaluate", evaluate, "measure a checkpoint or a baseline on test data"),
                                ("profile", profile, "parameters, MACs and latency of the network"),
                                ("demo", demo, "short end-to-end demo on the embedded data (make demo)"),
-                               ("export", export, "write the shipped model (safetensors) and its measured card")):
+                               ("export", export, "write the shipped model (safetensors) and its measured card"),
+                               ("study", study, "ablations over seeds with confidence intervals")):
         p = sub.add_parser(name, help=text, description=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
         p.set_defaults(func=module.run)

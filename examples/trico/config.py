@@ -72,6 +72,9 @@ class DataConfig:
     degradation: dict[str, Any] = field(default_factory=dict)
     exposures: list[float] | None = None
     seed: int = 0
+    #: seed of the batch order only (the loaders' shuffles); ``null``: ``seed``. The study varies it with the
+    #: run's seed while ``seed`` (which also fixes the synthetic samples) stays put: same data, new order.
+    loader_seed: int | None = None
 
     def validate(self, key: str) -> None:
         if self.source in ("folder", "rellisur") and not self.root:

