@@ -9,9 +9,15 @@ PIP_FLAGS := --disable-pip-version-check -q -c constraints.txt
 
 venv: $(STAMP)
 
+# neuro-low-light (MIT) carries the Zero-DCE++ baseline's weights; it declares opencv-python, which only its
+# video I/O uses, so it goes in without dependencies (examples/trico/zero_dce.py).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[trico,dev]'
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps neuro-low-light
+	# BRISQUE's SVM model (examples/trico/noref.py reads brisque/models/ only): its declared OpenCV,
+	# libsvm-official (compiled from source) and requests are needed by its own code, never imported here
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps brisque
 	@touch $(STAMP)
 
 demo: $(STAMP)

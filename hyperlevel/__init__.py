@@ -1,6 +1,19 @@
 """hyperlevel: nested (bilevel, trilevel, N-level) optimization for PyTorch, with verified hypergradients."""
 
-from . import checkpoint, distributed, hvp, optimality, precision, solvers, spectral, testing
+from . import (
+    algorithms,
+    checkpoint,
+    distributed,
+    hvp,
+    optimality,
+    precision,
+    runfolder,
+    signals,
+    solvers,
+    spectral,
+    testing,
+)
+from .algorithms import OptimizeResult, optimize
 from .callbacks import CSVLogger, ProgressBar, TensorBoardLogger
 from .data import ResumableLoader
 from .engine import Callback, Engine, RunSummary, StepRecord
@@ -46,6 +59,7 @@ __all__ = [
     "Level",
     "LossWeights",
     "NonFiniteError",
+    "OptimizeResult",
     "Phase",
     "Precision",
     "Problem",
@@ -59,6 +73,7 @@ __all__ = [
     "StepRecord",
     "TensorBoardLogger",
     "adam",
+    "algorithms",
     "checkpoint",
     "cosine_restarts",
     "distributed",
@@ -66,8 +81,11 @@ __all__ = [
     "hypergradient",
     "nested_hypergradient",
     "optimality",
+    "optimize",
     "precision",
     "prefixed",
+    "runfolder",
+    "signals",
     "sgd",
     "solve_inner",
     "solvers",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -27,11 +25,16 @@ from .errors import (
 from .hypergradient import _hypergradient
 from .level import Level, adam
 from .problem import Problem
+from .runfolder import RunFolderInUseError, RunLock
 from .schedule import Phase, Schedule
+from .signals import StopSignals, exit_status
 from .solvers import SolverInfo
 from .solvers.base import Reduce, reduce_list
 from .validation import check_loss
 from .weighting import LossWeights
+
+#: nested paths (``Declaration.nested``) that take the data-parallel reduce: the joint method and first order
+DATA_PARALLEL_NESTED = ("joint", "partial")
 
 CHECKPOINT_FORMAT = "hyperlevel-engine-v1"
 
@@ -68,11 +71,22 @@ class StepRecord:
 
 @dataclass
 class RunSummary:
+    """How a run ended. ``signal``: the number of the signal (SIGINT, SIGTERM) that interrupted it, if any."""
+
     status: Literal["finished", "interrupted", "stopped"]
     steps: int
     phase: str | None
     skipped_steps: int
     checkpoint: Path | None
+    signal: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """The process exit status for this outcome: 0, or 128 + the signal's number when a signal stopped the
+        run (130 SIGINT, 143 SIGTERM; 130 for an interruption agreed with other data-parallel ranks)."""
+        if self.status != "interrupted":
+            return 0
+        return exit_status(self.signal) if self.signal is not None else 130
 
 
 class Callback:
@@ -97,14 +111,22 @@ class Engine:
         problem: the levels.
         schedule: the phases.
         callbacks: progress, logging, ... (called on the main process only).
-        checkpoint_dir: where ``last.pt`` is written (atomically) every ``checkpoint_every`` steps, at the
-            end, and on Ctrl-C.
-        keep_checkpoints: also keep that many numbered checkpoints (``step_00001000.pt``).
+        checkpoint_dir: the run folder: ``last.pt`` is written there (atomically, with a checksum record)
+            every ``checkpoint_every`` steps, at the end, and on SIGINT (Ctrl-C) or SIGTERM. While :meth:`run`
+            runs, the folder is locked (:class:`~hyperlevel.runfolder.RunLock`): a second run into it fails at
+            once. A new run (no ``resume``) into a folder that holds checkpoints raises
+            :class:`~hyperlevel.runfolder.RunFolderInUseError` unless ``overwrite=True``.
+        keep_checkpoints: keep the last that many checkpoints as ``step_00001000.pt`` (``last.pt`` is the newest
+            of them, a hard link where possible); resuming from an unreadable ``last.pt`` falls back on the
+            newest loadable one. 0 keeps ``last.pt`` only (no fallback).
         on_nonfinite: ``"raise"`` stops with an error naming level, step and phase; ``"skip"`` skips the
             update and counts it (``RunSummary.skipped_steps``).
         reduce: averages a tensor over data-parallel processes (see :mod:`hyperlevel.distributed`).
         is_main_process: only the main process writes checkpoints and runs callbacks.
         checkpoint_extra: returns extra entries for each checkpoint (e.g. a model configuration).
+        overwrite: start a new run into a folder holding an earlier run's checkpoints (they are deleted).
+        lock: lock ``checkpoint_dir`` while running (on by default; off only for folders that another
+            mechanism already protects).
     """
 
     def __init__(
@@ -115,20 +137,28 @@ class Engine:
         callbacks: Sequence[Callback] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 0,
-        keep_checkpoints: int = 0,
+        keep_checkpoints: int = 2,
         on_nonfinite: Literal["raise", "skip"] = "raise",
         reduce: Reduce | None = None,
         is_main_process: bool = True,
         checkpoint_extra: Callable[[], Mapping[str, Any]] | None = None,
         check_objectives: bool = True,
+        overwrite: bool = False,
+        lock: bool = True,
     ):
         if not isinstance(schedule, Schedule):
             schedule = Schedule(list(schedule))
         schedule.validate(problem.names)
         if on_nonfinite not in ("raise", "skip"):
             raise InvalidProblemError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
-        if reduce is not None and any(p.nested for p in schedule.phases):
-            raise InvalidProblemError("nested phases do not take a data-parallel reduce yet; run them in one process")
+        if reduce is not None:
+            for p in schedule.phases:
+                if p.nested and p.solver.declaration.nested not in DATA_PARALLEL_NESTED:
+                    raise InvalidProblemError(
+                        f"phase {p.name!r}: nested phases take a data-parallel reduce with the joint method only "
+                        f"(solvers.MinimalResidual or solvers.Dense), got {type(p.solver).__name__}; run it in "
+                        "one process or switch its solver"
+                    )
         if checkpoint_every and checkpoint_dir is None:
             raise InvalidProblemError("checkpoint_every needs a checkpoint_dir")
         for what, value in (("checkpoint_every", checkpoint_every), ("keep_checkpoints", keep_checkpoints)):
@@ -145,6 +175,8 @@ class Engine:
         self.is_main_process = is_main_process
         self.checkpoint_extra = checkpoint_extra
         self.check_objectives_first = check_objectives
+        self.overwrite = overwrite
+        self.lock = lock
         self.global_step = 0
         self.phase_index = 0
         self.phase_step = 0
@@ -152,11 +184,24 @@ class Engine:
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
         self._schedulers: dict[str, Any] = {}
         self._pending_optimizer_state: dict[str, Any] | None = None
-        self._stop_requested = False
+        self._signals = StopSignals()
+        self._saved_step: int | None = None
+        self.resumed_from: Path | None = None
         #: the last phase's state when it ended by its step budget, so that a finished run resumed with a larger
         #: ``max_steps`` continues exactly (as if the budget had been larger from the start)
         self._final_phase: dict[str, Any] | None = None
         self._first_skip: str | None = None
+
+    @property
+    def _stop_requested(self) -> bool:
+        return self._signals.requested
+
+    @_stop_requested.setter
+    def _stop_requested(self, value: bool) -> None:
+        if value:
+            self._signals.request()
+        else:
+            self._signals.requested, self._signals.signum = False, None
 
     # ------------------------------------------------------------------ state
     @property
@@ -179,6 +224,7 @@ class Engine:
             },
             "data": {lv.name: lv.data_state() for lv in self.problem.levels},
             "solvers": {p.name: p.solver.state_dict() for p in self.schedule.phases},
+            "methods": {p.name: p.method.state_dict() for p in self.schedule.phases if p.method is not None},
             "rng": ckpt.rng_state(),
             "final_phase": self._final_phase,
         }
@@ -196,7 +242,12 @@ class Engine:
                 f"the checkpoint is in phase {state['phase_name']!r} (#{state['phase_index']}), which this "
                 f"schedule ({names}) does not have at that position"
             )
-        self.problem.load_state_dict(state["levels"])
+        try:
+            self.problem.load_state_dict(state["levels"])
+        except (RuntimeError, KeyError, InvalidProblemError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ckpt.CheckpointError(f"the checkpoint does not fit this problem (another model or levels): "
+                                       f"{first.rstrip(':.')}") from None
         self.global_step = int(state["global_step"])
         self.phase_index = int(state["phase_index"])
         self.phase_step = int(state["phase_step"])
@@ -208,6 +259,8 @@ class Engine:
             lv.load_data_state(state["data"].get(lv.name))
         for p in self.schedule.phases:
             p.solver.load_state_dict(state.get("solvers", {}).get(p.name, {}))
+            if p.method is not None:
+                p.method.load_state_dict(state.get("methods", {}).get(p.name, {}))
         ckpt.set_rng_state(state["rng"])
         self._optimizers, self._schedulers = {}, {}
         self._pending_optimizer_state = {"optimizers": state["optimizers"], "schedulers": state["schedulers"]}
@@ -236,12 +289,13 @@ class Engine:
         state = self.state_dict()
         if self.checkpoint_extra is not None:
             state["extra"] = dict(self.checkpoint_extra())
-        path = ckpt.save_atomic(state, path)
-        if self.keep_checkpoints and self.checkpoint_dir is not None:
-            ckpt.save_atomic(state, self.checkpoint_dir / f"step_{self.global_step:08d}.pt")
-            numbered = sorted(self.checkpoint_dir.glob("step_*.pt"))
-            for old in numbered[: -self.keep_checkpoints]:
-                old.unlink(missing_ok=True)
+        if self.keep_checkpoints and self.checkpoint_dir is not None and Path(path) == self.checkpoint_dir / "last.pt":
+            numbered = ckpt.save_atomic(state, self.checkpoint_dir / f"step_{self.global_step:08d}.pt")
+            path = ckpt.link_or_copy(numbered, path)
+            ckpt.prune_numbered(self.checkpoint_dir, self.keep_checkpoints, self.global_step)
+        else:
+            path = ckpt.save_atomic(state, path)
+        self._saved_step = self.global_step
         for cb in self.callbacks:
             cb.on_checkpoint(self, path)
         return path
@@ -251,11 +305,47 @@ class Engine:
         """Run (or resume) the schedule to its end.
 
         Args:
-            resume: a checkpoint written by this engine; training continues exactly where it stopped.
+            resume: a checkpoint written by this engine; training continues exactly where it stopped. An
+                unreadable ``last.pt`` falls back on the newest loadable numbered checkpoint (with a warning).
             stop_after: stop (and checkpoint) once this many global steps are done, as an interruption would.
+
+        SIGINT and SIGTERM finish the current step, write the checkpoint and return a summary with status
+        ``"interrupted"`` (see :attr:`RunSummary.exit_status`).
         """
+        folder_lock = self._claim_folder(resume)
+        try:
+            return self._run(resume, stop_after)
+        finally:
+            if folder_lock is not None:
+                folder_lock.release()
+
+    def _claim_folder(self, resume: str | Path | None) -> RunLock | None:
+        """Lock the run folder, apply the new-run rule, remove temporary files a killed writer left."""
+        if not (self.is_main_process and self.checkpoint_dir is not None and self.lock):
+            return None
+        lock = RunLock(self.checkpoint_dir).acquire()
+        try:
+            if resume is None and self.global_step == 0 and ckpt.holds_checkpoints(self.checkpoint_dir):
+                if not self.overwrite:
+                    raise RunFolderInUseError(
+                        f"{self.checkpoint_dir} holds the checkpoints of an earlier run; resume it "
+                        f"(resume={str(self.checkpoint_dir / 'last.pt')!r}) or start over with overwrite=True")
+                ckpt.remove_checkpoints(self.checkpoint_dir)
+            ckpt.clean_temporary_files(self.checkpoint_dir)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _run(self, resume: str | Path | None, stop_after: int | None) -> RunSummary:
+        self._signals = StopSignals()
         if resume is not None:
-            self.load_state_dict(ckpt.load(resume))
+            state, used = ckpt.load_with_fallback(resume)
+            try:
+                self.load_state_dict(state)
+            except ckpt.CheckpointError as err:
+                raise ckpt.CheckpointError(f"cannot resume from {used}: {err}") from None
+            self.resumed_from = used
         elif self.check_objectives_first:
             # Check on the first batches, then rewind resumable loaders so that step 1 trains on them too.
             positions = {lv.name: lv.data_state() for lv in self.problem.levels}
@@ -263,10 +353,9 @@ class Engine:
             for lv in self.problem.levels:
                 if positions[lv.name] is not None:
                     lv.load_data_state(positions[lv.name])
-        previous_handler = self._install_interrupt_handler()
         self._call("on_run_start")
         status: Literal["finished", "interrupted", "stopped"] = "finished"
-        try:
+        with self._signals:  # also during the final checkpoint: a signal there must not kill the write
             while self.phase is not None:
                 phase = self.phase
                 if not self._optimizers:
@@ -303,11 +392,9 @@ class Engine:
                 if stop_after is not None and self.global_step >= stop_after and self.phase is not None:
                     status = "stopped"
                     break
-        finally:
-            self._restore_interrupt_handler(previous_handler)
-        path = self.save_checkpoint()
+            path = self.save_checkpoint() if self._saved_step != self.global_step else self._last_path()
         summary = RunSummary(status, self.global_step, self.phase.name if self.phase else None,
-                             self.skipped_steps, path)
+                             self.skipped_steps, path, self._signals.signum if status == "interrupted" else None)
         if self.skipped_steps:
             warnings.warn(
                 f"{self.skipped_steps} of {self.global_step} steps were skipped because of non-finite values "
@@ -332,21 +419,10 @@ class Engine:
             for cb in self.callbacks:
                 getattr(cb, hook)(self, *args)
 
-    def _install_interrupt_handler(self):
-        if threading.current_thread() is not threading.main_thread():
+    def _last_path(self) -> Path | None:
+        if not self.is_main_process or self.checkpoint_dir is None:
             return None
-
-        def handler(signum, frame):  # first Ctrl-C: finish the step, checkpoint, stop; second: abort
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-
-        return signal.signal(signal.SIGINT, handler)
-
-    @staticmethod
-    def _restore_interrupt_handler(previous) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        return self.checkpoint_dir / "last.pt"
 
     # ------------------------------------------------------------------ phases
     def _start_phase(self, phase: Phase) -> None:
@@ -369,13 +445,17 @@ class Engine:
         if self.phase_step == 0:
             if phase.until is not None:
                 phase.until.reset()
+            if phase.method is not None:
+                phase.method.initialized = False  # auxiliary variables start from this phase's first point
             self._call("on_phase_start", phase)
 
     def _step(self, phase: Phase) -> StepRecord:
         start = time.perf_counter()
         record = StepRecord(step=self.global_step, phase=phase.name, phase_step=self.phase_step)
         try:
-            if phase.nested:
+            if phase.method is not None:
+                self._method_update(phase, record)
+            elif phase.nested:
                 self._nested_update(phase, record)
             elif phase.outer:
                 self._bilevel_update(phase, record)
@@ -488,8 +568,30 @@ class Engine:
             self._apply_gradients(phase.inner, dict(zip(keys, gs, strict=True)), record, "gradient")
             record.inner_loss = float(value.detach())
 
+    def _method_update(self, phase: Phase, record: StepRecord) -> None:
+        """One iteration of the phase's bilevel algorithm, which moves outer and inner levels itself."""
+        from .algorithms import Oracle
+
+        outer_level = self.problem[phase.outer_objective or phase.outer[0]]
+        inner_level = self.problem[phase.inner_objective or phase.inner[-1]]
+        base = self.problem.detached()
+        oracle = Oracle(
+            self._loss_fn(outer_level, base, outer_level.next_batch(), f"objective of level {outer_level.name!r}"),
+            self._loss_fn(inner_level, base, inner_level.next_batch(), f"objective of level {inner_level.name!r}"),
+        )
+        x, y = self._flat_params(base, phase.outer), self._flat_params(base, phase.inner)
+        record.outer_loss = oracle.value("outer", x, y)
+        new_x, new_y = phase.method.step(oracle, x, y)
+        for key, t in {**new_x, **new_y}.items():
+            if not bool(torch.isfinite(t).all()):
+                raise NonFiniteError(f"{phase.method.name}: non-finite update of {key!r}")
+        with torch.no_grad():
+            for key, t in {**new_x, **new_y}.items():
+                lv, name = key.split("/", 1)
+                self.problem[lv].named_parameters()[name].copy_(t)
+
     def _nested_update(self, phase: Phase, record: StepRecord) -> None:
-        from .nested import nested_hypergradient
+        from .nested import _nested_hypergradient
 
         chain = phase.outer + phase.inner
         levels = [self.problem[n] for n in chain]
@@ -503,7 +605,7 @@ class Engine:
             losses = [lv.precision.wrap(fn, 1.0) if lv.precision is not None else fn
                       for lv, fn in zip((self.problem[n] for n in sub), losses, strict=True)]
             params = [self._flat_params(base, [n]) for n in sub]
-            g = nested_hypergradient(losses, params, solver=phase.solver)
+            g = _nested_hypergradient(losses, params, solver=phase.solver, reduce=self.reduce)
             grads.update(g)
         with torch.no_grad():
             record.outer_loss = float(levels[0].objective(base, batches[chain[0]]))

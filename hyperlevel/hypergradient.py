@@ -14,6 +14,7 @@ from .errors import InvalidProblemError, SolverDivergedError
 from .optimality import STATIONARITY_TOL, relative_stationarity, report_stationarity
 from .precision import Precision, as_precision, check_float32, rescaled_solver
 from .solvers.base import OnNonconvergence, Solver, SolverInfo, report_convergence
+from .solvers.dense import DENSE_MAX_SIZE, Dense
 from .solvers.implicit import ConjugateGradient
 from .solvers.registry import solver_type_message
 from .solvers.unrolled import Unrolled
@@ -47,8 +48,10 @@ def hypergradient(
         inner_loss: ``inner_loss(outer_params, inner_params) -> scalar tensor`` (``G``).
         outer_params: dict of name -> tensor.
         inner_params: dict of name -> tensor at (or near) a minimiser of ``inner_loss``.
-        solver: default ``ConjugateGradient(iterations=50)``; ``hyperlevel.solvers.get(name, **options)`` builds
-            one by name.
+        solver: default: :class:`~hyperlevel.solvers.Dense` when the inner parameters have at most
+            ``hyperlevel.solvers.DENSE_MAX_SIZE`` entries (the measured crossover, docs/benchmarks.md), else
+            ``ConjugateGradient(iterations=50)``; both compute the exact implicit hypergradient.
+            ``hyperlevel.solvers.get(name, **options)`` builds one by name.
         return_info: also return a :class:`~hyperlevel.solvers.SolverInfo` (iterations, final residual, ...).
             Not available inside ``torch.func`` transforms (diagnostics need host values).
         differentiable: keep the autograd graph, so that the result can be differentiated again with respect to
@@ -88,7 +91,7 @@ def _hypergradient(
 ):
     """``hypergradient`` plus the data-parallel ``reduce`` hook and a precision per loss (the engine's levels)."""
     if solver is None:
-        solver = ConjugateGradient(iterations=50)
+        solver = default_solver(inner_params)
     if not isinstance(solver, Solver):
         raise InvalidProblemError(solver_type_message(solver))
     for fn, what in ((outer_loss, "outer_loss"), (inner_loss, "inner_loss")):
@@ -205,6 +208,12 @@ def _differentiable(outer_loss, inner_loss, outer_params, inner_params, solver, 
     report_convergence(info, getattr(solver, "on_nonconvergence", "warn"))
     _report_stationarity(info, solver)
     return (result, info) if return_info else result
+
+
+def default_solver(inner_params: Mapping[str, Tensor]) -> Solver:
+    """The fastest exact two-level solver for this inner size: dense Cholesky when small, else CG."""
+    size = sum(t.numel() for t in inner_params.values()) if isinstance(inner_params, Mapping) else DENSE_MAX_SIZE + 1
+    return Dense() if size <= DENSE_MAX_SIZE else ConjugateGradient(iterations=50)
 
 
 def _solve_mixed(solver, outer_loss, inner_loss, outer, inner, reduce, outer_precision, inner_precision):

@@ -30,10 +30,12 @@ from ._flat import as_dict, flatten, leaves, unflatten
 from .composable import inside_transform
 from .errors import InvalidProblemError, SolverDivergedError
 from .functional import HessianOperator
-from .hypergradient import hypergradient
+from .hypergradient import _hypergradient
+from .joint import joint_hypergradient, joint_size
 from .optimality import STATIONARITY_TOL, relative_stationarity, report_stationarity
-from .solvers.base import Solver, SolverInfo, report_convergence
-from .solvers.implicit import ConjugateGradient
+from .solvers.base import Reduce, Solver, SolverInfo, reduce_list, report_convergence
+from .solvers.dense import DENSE_JOINT_MAX_SIZE, Dense
+from .solvers.implicit import MinimalResidual
 from .solvers.registry import solver_type_message
 from .validation import check_finite_grads, check_loss, check_params, check_same_dtype
 
@@ -54,6 +56,8 @@ class LevelInfo:
             the responses of the levels below, so it costs solves at those levels).
         residual: worst final relative residual of the solves (``0.0`` when none was needed).
         converged: whether every solve reached the tolerance.
+        size: for the joint method, the size of this level's system ``Hess(Lag_level)`` (level 1: the joint
+            solve; deeper levels: the adjoint of the level above); 0 for the chord-step method.
     """
 
     level: int
@@ -69,6 +73,7 @@ class LevelInfo:
     inner_gradient_norm: float = math.nan
     #: its relative stationarity ``||Gamma|| / ||H p - Gamma||`` (:mod:`hyperlevel.optimality`); implicit solvers
     stationarity: float = math.nan
+    size: int = 0
 
 
 @dataclass
@@ -78,9 +83,16 @@ class NestedSolverInfo(SolverInfo):
     ``iterations`` sums the linear-solver iterations of every level (for ``Unrolled``: the steps per level),
     ``residual`` is the worst residual of any level, ``converged`` is true only when every level converged,
     ``gradient_evals`` counts loss evaluations of every level and ``hvp_evals`` Hessian-vector products.
+    ``method`` says how: ``"joint"`` (one saddle-point solve, ``MinimalResidual`` / ``Dense``; ``joint_iterations``,
+    ``joint_residual`` and ``joint_size`` describe that solve, the level-1 entry of ``levels``), ``"chord"``
+    (chord-step recursion, ``ConjugateGradient`` / ``Neumann``), ``"unrolled"`` or ``"first_order"``.
     """
 
     levels: list[LevelInfo] = field(default_factory=list)
+    method: str = ""
+    joint_iterations: int = 0
+    joint_residual: float = math.nan
+    joint_size: int = 0
 
 
 class _FrozenInverse(torch.autograd.Function):
@@ -329,18 +341,25 @@ def nested_hypergradient(
     at the given point (``params[k]``, ``k >= 1``, at or near the nested best responses). For ``N = 2`` this is
     exactly :func:`hyperlevel.hypergradient` with the same solver (it delegates).
 
-    Solvers for ``N > 2``: ``ConjugateGradient`` / ``Neumann`` compute the exact implicit quantity (chord-step
-    responses with frozen inverse Hessians, docs/nesting.md; their ``iterations``/``tol``/``alpha`` govern every
-    level's linear solves; CG's ``warm_start`` is ignored); ``Unrolled(steps, inner_lr)`` differentiates through
-    ``steps`` gradient steps of every lower level on its reduced objective, each through the unrolled levels below
-    (cost ``(steps + 1)^(N-2)`` times a two-level unroll; ``truncate`` is not supported); ``FirstOrder`` returns the
-    partial derivative of ``losses[0]`` with respect to ``params[0]``. ``FiniteDifference`` is a bilevel
-    approximation and raises :class:`InvalidProblemError` for ``N > 2``.
+    Solvers for ``N > 2``: ``MinimalResidual`` / ``Dense`` compute the exact implicit quantity by the *joint*
+    method (docs/nesting.md): the nested optimality conditions with their adjoints form one symmetric indefinite
+    system, solved once by MINRES on Hessian-vector products of the Lagrangian (or factorised densely, with an
+    inertia check), after one smaller solve per deeper level for its adjoints. ``ConjugateGradient`` / ``Neumann``
+    compute the same quantity by the independent chord-step recursion (cost multiplying with depth; kept as a
+    cross-check; their ``iterations``/``tol``/``alpha`` govern every level's linear solves; CG's ``warm_start`` is
+    ignored); ``Unrolled(steps, inner_lr)`` differentiates through ``steps`` gradient steps of every lower level on
+    its reduced objective, each through the unrolled levels below (cost ``(steps + 1)^(N-2)`` times a two-level
+    unroll; ``truncate`` is not supported); ``FirstOrder`` returns the partial derivative of ``losses[0]`` with
+    respect to ``params[0]``. ``FiniteDifference`` is a bilevel approximation and raises
+    :class:`InvalidProblemError` for ``N > 2``.
 
     Args:
         losses: ``N`` callables, outermost first; ``losses[k](*params) -> scalar tensor`` takes all ``N`` dicts.
         params: ``N`` dicts of name -> tensor, outermost first.
-        solver: default ``ConjugateGradient(iterations=50)``; its ``declaration.nested`` picks the N-level path.
+        solver: default: the fastest exact one (:func:`default_solver`): for ``N > 2`` the joint method, ``Dense``
+            up to ``DENSE_JOINT_MAX_SIZE`` unknowns in the joint system, ``MinimalResidual`` above; for ``N = 2`` the
+            default of :func:`hyperlevel.hypergradient`. ``hyperlevel.solvers.get(name, **options)`` builds one
+            by name; its ``declaration.nested`` picks the N-level path.
         return_info: also return the solver info (a :class:`NestedSolverInfo` with per-level figures for
             ``N > 2``).
         differentiable: keep the autograd graph (``N = 2`` only, as :func:`hyperlevel.hypergradient`); two-level
@@ -350,9 +369,16 @@ def nested_hypergradient(
         A dict with the keys, shapes and dtype of ``params[0]`` (detached), and the info when asked. The user's
         tensors are never modified.
     """
+    return _nested_hypergradient(losses, params, solver, return_info=return_info, differentiable=differentiable)
+
+
+def _nested_hypergradient(losses, params, solver=None, *, return_info: bool = False, reduce: Reduce | None = None,
+                          differentiable: bool = False):
+    """``nested_hypergradient`` plus the data-parallel ``reduce`` hook the engine passes (joint method and
+    ``FirstOrder`` only for ``N > 2``: the chord-step and unrolled recursions do not take it)."""
     if solver is None:
-        solver = ConjugateGradient(iterations=50)
-    losses, params = _validate(losses, params, solver)
+        solver = default_solver(params) if len(losses) > 2 else None
+    losses, params = _validate(losses, params, solver if solver is not None else Dense())
     dtype = next(iter(params[0].values())).dtype
     n = len(losses)
     transformed = inside_transform()
@@ -367,8 +393,8 @@ def nested_hypergradient(
             _check_usage(losses, params)
     if n == 2:
         f, g = losses
-        return hypergradient(lambda o, i: f(o, i), lambda o, i: g(o, i), params[0], params[1], solver,
-                             return_info=return_info, differentiable=differentiable)
+        return _hypergradient(lambda o, i: f(o, i), lambda o, i: g(o, i), params[0], params[1], solver,
+                              return_info=return_info, reduce=reduce, differentiable=differentiable)
     if differentiable:
         raise InvalidProblemError(
             f"differentiable=True is available for two-level problems only (got {n} levels); the nested solver's "
@@ -388,21 +414,33 @@ def nested_hypergradient(
     state = _Nested(losses, params, solver)
     top = leaves(params[0])
     with torch.enable_grad():
-        if path == "implicit":
+        if path == "joint":
+            flat = joint_hypergradient(losses, [top, *[leaves(p) for p in params[1:]]], solver, state.levels,
+                                       reduce)
+            level1 = state.levels[1]
+            info = state.info(type(solver).__name__, method="joint", joint_iterations=level1.iterations,
+                              joint_residual=level1.residual, joint_size=level1.size)
+        elif reduce is not None and path != "partial":
+            raise InvalidProblemError(
+                f"{type(solver).__name__} does not take a data-parallel reduce for {n} levels; use the joint method "
+                "(MinimalResidual or Dense, or solver=None)"
+            )
+        elif path == "implicit":
             flat = state.top_gradient(lambda upper: state.respond(1, upper, 1), top)
             state.measure_stationarity()
-            info = state.info(type(solver).__name__)
+            info = state.info(type(solver).__name__, method="chord")
             info.stationarity = max(lv.stationarity for lv in info.levels)
             info.inner_gradient_norm = info.levels[-1].inner_gradient_norm
         elif path == "unrolled":
             steps, lr = declaration.target.steps, declaration.target.inner_lr  # type: ignore[attr-defined]
             flat = state.top_gradient(lambda upper: state.unrolled(1, upper, steps, lr), top)
-            info = state.info(type(solver).__name__, iterations=steps, residual=math.nan)
+            info = state.info(type(solver).__name__, iterations=steps, residual=math.nan, method="unrolled")
         elif path == "partial":
             value = state.loss(0, [flatten(list(top.values()))] + state.base[1:])
             gs = torch.autograd.grad(value, list(top.values()), allow_unused=True)
             flat = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, top.values(), strict=True)]
-            info = state.info(type(solver).__name__)
+            flat = reduce_list(reduce, flat)
+            info = state.info(type(solver).__name__, method="first_order")
         else:
             raise InvalidProblemError(f"{type(solver).__name__} declares an unknown nested path {path!r}")
     result = {}
@@ -423,4 +461,12 @@ def nested_hypergradient(
     return (result, info) if return_info else result
 
 
-__all__ = ["LevelInfo", "NestedSolverInfo", "nested_hypergradient"]
+def default_solver(params: Sequence[Mapping[str, Tensor]]) -> Solver:
+    """The fastest exact solver for ``N >= 3`` levels (measured, docs/nesting.md): the joint method, dense when
+    its system has at most ``DENSE_JOINT_MAX_SIZE`` unknowns, else MINRES."""
+    if joint_size(params) <= DENSE_JOINT_MAX_SIZE:
+        return Dense()
+    return MinimalResidual(iterations=500)
+
+
+__all__ = ["LevelInfo", "NestedSolverInfo", "default_solver", "nested_hypergradient"]

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .algorithms.base import Algorithm
 from .errors import InvalidProblemError
 from .level import OptimizerFactory
 from .solvers import FiniteDifference, Solver
@@ -99,6 +100,10 @@ class Phase:
         nested: instead of one bilevel split, treat ``outer + inner`` as a nested chain (outermost first) and
             update each level with its exact nested hypergradient (:func:`hyperlevel.nested_hypergradient`);
             the innermost level takes plain gradient steps.
+        method: a bilevel algorithm (:func:`hyperlevel.algorithms.get`, e.g. ``get("bome", outer_lr=1e-2,
+            inner_lr=1e-1)``) that updates the outer and inner levels itself, one of its iterations per phase
+            step; ``solver``, ``inner_steps`` and the levels' optimizers are then unused (the algorithm has its
+            own step sizes). Its state (auxiliary variables) is saved in engine checkpoints.
     """
 
     name: str
@@ -115,6 +120,7 @@ class Phase:
     inner_objective: str | None = None
     reuse_inner_gradient: bool = False
     nested: bool = False
+    method: Algorithm | None = None
 
     def __post_init__(self) -> None:
         self.outer, self.inner, self.frozen = list(self.outer), list(self.inner), list(self.frozen)
@@ -130,6 +136,14 @@ class Phase:
             raise InvalidProblemError(f"phase {self.name!r}: {solver_type_message(self.solver)}")
         if self.nested and not self.outer:
             raise InvalidProblemError(f"phase {self.name!r}: a nested phase needs outer levels")
+        if self.method is not None:
+            if not isinstance(self.method, Algorithm):
+                raise InvalidProblemError(
+                    f"phase {self.name!r}: method must be a hyperlevel.algorithms.Algorithm (from "
+                    f"hyperlevel.algorithms.get(name, outer_lr=..., inner_lr=...)), got {self.method!r}"
+                )
+            if not self.outer or self.nested:
+                raise InvalidProblemError(f"phase {self.name!r}: a method phase needs outer levels and no nesting")
 
     @property
     def trained(self) -> list[str]:

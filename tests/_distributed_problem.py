@@ -29,6 +29,9 @@ def solvers(variant: str) -> tuple[hl.solvers.Solver, hl.solvers.Solver]:
         return fd, hl.solvers.FiniteDifference(inner_lr=0.05, epsilon=0.01)
     if variant == "cg":
         return fd, hl.solvers.ConjugateGradient(iterations=20, on_nonconvergence="ignore")
+    if variant == "nested":  # S1: a three-level nested phase by the joint method (MINRES on the Lagrangian)
+        return (hl.solvers.MinimalResidual(iterations=20, on_nonconvergence="ignore"),
+                hl.solvers.ConjugateGradient(iterations=20, on_nonconvergence="ignore"))
     if variant == "unrolled":
         return hl.solvers.Unrolled(steps=2, inner_lr=0.05), hl.solvers.Unrolled(steps=2, inner_lr=0.05)
     raise ValueError(variant)
@@ -63,8 +66,14 @@ def build(variant: str, batch_size: int, *, rank: int = 0, world_size: int = 1, 
         hl.Level("lower", lower, lower_objective, optimizer=hl.adam(0.02), data=loader(3)),
     ])
     s1, s2 = solvers(variant)
+    if variant == "nested":
+        first = hl.Phase("S1", outer=["upper", "middle"], inner=["lower"], nested=True, solver=s1, inner_steps=2,
+                         max_steps=STEPS_S1)
+    else:
+        first = hl.Phase("S1", outer=["upper"], inner=["middle", "lower"], solver=s1, inner_steps=2,
+                         max_steps=STEPS_S1)
     phases = [
-        hl.Phase("S1", outer=["upper"], inner=["middle", "lower"], solver=s1, inner_steps=2, max_steps=STEPS_S1),
+        first,
         hl.Phase("S2", outer=["middle"], inner=["lower"], frozen=["upper"], solver=s2, max_steps=STEPS_S2),
     ]
     engine = hl.Engine(problem, phases, reduce=reduce, is_main_process=is_main, checkpoint_dir=checkpoint_dir)

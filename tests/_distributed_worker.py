@@ -31,7 +31,7 @@ def main() -> None:
         ctx.broadcast_parameters(problem)
         return problem, engine
 
-    for variant in ("fd", "cg", "unrolled"):
+    for variant in ("fd", "cg", "unrolled", "nested"):
         problem, engine = make(variant)
         engine.run()
         results[variant] = parameters(problem)

@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = {"hyperlevel", "hyperlevel.solvers", "hyperlevel.distributed", "hyperlevel.testing", "hyperlevel.checkpoint"}
+PUBLIC = {"hyperlevel", "hyperlevel.solvers", "hyperlevel.distributed", "hyperlevel.testing", "hyperlevel.checkpoint",
+          "hyperlevel.runfolder", "hyperlevel.signals"}
 CORE_DEPENDENCIES = {"torch", "numpy", "yaml", "tqdm", "__future__"}  # tqdm/tensorboard: optional, lazy
 
 

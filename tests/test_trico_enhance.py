@@ -148,13 +148,13 @@ def test_enhance_scale_mismatch_and_missing_input(tmp_path, checkpoint, capsys):
     _save_images(tmp_path / "in")
     status = run(_args("--checkpoint", str(checkpoint), "--input", str(tmp_path / "in"),
                        "--output", str(tmp_path / "out"), "--scale", "4"))
-    assert status == 1 and "does not match the checkpoint" in capsys.readouterr().err
+    assert status == 2 and "conflicts with the checkpoint" in capsys.readouterr().err  # issue 14: usage status
     status = run(_args("--checkpoint", str(checkpoint), "--input", str(tmp_path / "nope"),
                        "--output", str(tmp_path / "out")))
-    assert status == 1 and "input not found" in capsys.readouterr().err
+    assert status == 3 and "does not exist" in capsys.readouterr().err  # issue 14: data status
     status = run(_args("--checkpoint", str(tmp_path / "none.pt"), "--input", str(tmp_path / "in"),
                        "--output", str(tmp_path / "out")))
-    assert status == 1 and "cannot load checkpoint" in capsys.readouterr().err
+    assert status == 4 and "no checkpoint at" in capsys.readouterr().err  # issue 14: checkpoint status
 
 
 def test_enhance_never_destroys_inputs_or_earlier_results(tmp_path, checkpoint, capsys):

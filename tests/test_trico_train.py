@@ -11,6 +11,7 @@ import hyperlevel
 from examples.trico import cli
 from examples.trico.checkpoint import load_model
 from examples.trico.config import ConfigError, config_from_dict, load_config
+from examples.trico.losses import LOSS_NAMES
 from examples.trico.problem import build_schedule, build_setup
 from examples.trico.train import train
 
@@ -137,6 +138,11 @@ def test_train_resume_equals_uninterrupted_then_evaluate_and_enhance(tmp_path, c
     assert cfg["scale"] == 2 and cfg["fr_widths"] == [4, 4, 8]
     for k, v in _params(full.setup.model).items():
         assert torch.equal(model.trainable_state_dict()[k], v)
+    from examples.trico.export import training_info
+
+    info = training_info(ckpt)  # what `export` copies into the shipped model's card
+    assert (info["global_step"], info["finished"], info["seed"]) == (4, True, config.seed)
+    assert info["schedule"]["variant"] == "trico" and set(info["loss_weights"]) == set(LOSS_NAMES)
 
     capsys.readouterr()
     rc = cli.main(["evaluate", "--checkpoint", str(ckpt), "--metrics", "psnr", "rmse", "lpips", "--no-progress"])
@@ -181,7 +187,7 @@ def test_config_errors_name_the_key(tmp_path):
     path.write_text("!!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
-    for name in ("demo", "rellisur_x2", "rellisur_x4"):
+    for name in ("demo", "rellisur_x2", "rellisur_x4", "shipped_x2", "study_quick"):
         assert load_config(name).model.scale in (2, 4)
 
 
@@ -191,10 +197,14 @@ def test_cli_parses_every_subcommand():
     assert a.command == "train" and a.resume is True and a.overrides == ["data.crop=8", "seed=1"]
     a = parser.parse_args(["train", "--config", "x.yaml", "--resume", "ck.pt", "--out", "o"])
     assert a.resume == "ck.pt" and a.out == "o"
-    assert parser.parse_args(["enhance", "--checkpoint", "c", "--input", "i", "--output", "o"]).scale == 2
+    # issue 14: enhance takes the scale from the checkpoint unless --scale repeats it
+    assert parser.parse_args(["enhance", "--checkpoint", "c", "--input", "i", "--output", "o"]).scale is None
+    assert parser.parse_args(["train", "--config", "x.yaml", "--overwrite", "--debug"]).overwrite
     assert parser.parse_args(["evaluate", "--baseline", "bicubic"]).baseline == "bicubic"
     assert parser.parse_args(["profile", "--size", "64"]).size == 64
     assert parser.parse_args(["demo", "--out", "d"]).out == "d"
+    a = parser.parse_args(["study", "--variants", "trico", "no_ihem", "--seeds", "3", "--out", "s", "--quick"])
+    assert (a.variants, a.seeds, a.quick, a.out) == (["trico", "no_ihem"], 3, True, "s")
     with pytest.raises(SystemExit):
         parser.parse_args(["fly"])
 

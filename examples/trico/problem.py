@@ -148,7 +148,7 @@ def build_setup(config: TrainConfig, model: torch.nn.Module | None = None, losse
     full = build_train_data(config)
     d_ul, d_ll = split_upper_lower(full, ratio=tuple(config.data.split_ratio), seed=config.data.split_seed)
     bs = config.data.batch_size
-    base_seed = config.data.seed
+    base_seed = config.data.seed if config.data.loader_seed is None else config.data.loader_seed
 
     def loader(dataset, stream: int) -> ResumableLoader:
         return ResumableLoader(dataset, bs, seed=base_seed * 1000 + stream, collate_fn=collate_samples,

@@ -7,13 +7,14 @@ function's gradient it computes (:mod:`hyperlevel.solvers.target`).
 from .aggregated import Aggregated
 from .base import Reduce, Solver, SolverInfo
 from .cg_normal import CGNormal
+from .dense import DENSE_JOINT_MAX_SIZE, DENSE_MAX_SIZE, Dense
 from .finite_difference import FiniteDifference
 from .first_order import FirstOrder
 from .fixed_point import FixedPoint
 from .gmres import GMRES, gmres
 from .iad import InitialisationAuxiliary
-from .implicit import ConjugateGradient, ImplicitSolver, Neumann
-from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
+from .implicit import ConjugateGradient, ImplicitSolver, MinimalResidual, Neumann
+from .linear import LinearSolveInfo, conjugate_gradient, minres, neumann_series
 from .nystrom import Nystrom
 from .ptt import PessimisticTruncation
 from .registry import SOLVERS, available, get, options, register
@@ -23,6 +24,9 @@ from .unrolled_recompute import UnrolledRecompute
 from .zero_order import ZeroOrder
 
 __all__ = [
+    "DENSE_JOINT_MAX_SIZE",
+    "DENSE_MAX_SIZE",
+    "Dense",
     "GMRES",
     "SOLVERS",
     "Aggregated",
@@ -41,6 +45,7 @@ __all__ = [
     "ImplicitSolver",
     "ImplicitTarget",
     "LinearSolveInfo",
+    "MinimalResidual",
     "Neumann",
     "PartialTarget",
     "Reduce",
@@ -51,6 +56,7 @@ __all__ = [
     "UnrolledTarget",
     "available",
     "conjugate_gradient",
+    "minres",
     "get",
     "neumann_series",
     "options",

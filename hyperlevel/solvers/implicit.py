@@ -25,7 +25,7 @@ from ..optimality import ADVICE, ON_NONSTATIONARY, STATIONARITY_TOL, OnNonstatio
 from ..precision import UnitProducts
 from ..spectral import largest_eigenvalue
 from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, check_choice, reduce_list
-from .linear import LinearSolveInfo, conjugate_gradient, neumann_series
+from .linear import LinearSolveInfo, conjugate_gradient, minres, neumann_series
 from .target import Declaration, ImplicitTarget
 
 
@@ -281,4 +281,47 @@ class _CountingMatVec:
         return self.matvec(v)
 
 
-__all__ = ["ConjugateGradient", "Neumann", "ImplicitSolver", "InvalidProblemError"]
+class MinimalResidual(ImplicitSolver):
+    """Implicit hypergradient with the linear system solved by MINRES (symmetric, possibly indefinite).
+
+    For two levels it computes the same quantity as :class:`ConjugateGradient` (about as many iterations on a
+    positive-definite Hessian; it minimises the residual instead of the energy norm, so it does not stop at
+    non-positive curvature). Its purpose is the *joint* nested hypergradient for three or more levels
+    (docs/nesting.md): ``nested_hypergradient`` with this solver solves one symmetric indefinite saddle-point system
+    (the Hessian of the top Lagrangian) plus one smaller system per deeper level for its adjoints, instead of the
+    chord-step recursion of CG / Neumann whose cost multiplies with depth.
+
+    Args:
+        iterations: maximal MINRES iterations per linear solve.
+        tol: relative residual ``||A x - b|| / ||b||`` at which to stop (default 1e-10 in float64, 1e-5 else).
+        on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"``.
+        warm_start: start from the previous call's solution (two-level hypergradients only).
+    """
+
+    method = "minres"
+
+    def __init__(
+        self,
+        iterations: int = 200,
+        tol: float | None = None,
+        on_nonconvergence: OnNonconvergence = "warn",
+        warm_start: bool = False,
+    ):
+        super().__init__(iterations, tol, on_nonconvergence, warm_start)
+
+    @property
+    def declaration(self) -> Declaration:
+        return Declaration(ImplicitTarget(), exact=True, how="MINRES on H x = d_w F (symmetric, indefinite allowed)",
+                           nested="joint")
+
+    def linear_solve(self, matvec, b, warm=True):
+        x0 = self._previous if warm and self.warm_start and self._previous is not None else None
+        if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
+            x0 = None
+        elif x0 is not None:
+            x0 = x0.to(b.device)
+        return minres(matvec, b, iterations=self.iterations, tol=self.resolved_tol(b), x0=x0,
+                      solver_name=type(self).__name__)
+
+
+__all__ = ["ConjugateGradient", "ImplicitSolver", "InvalidProblemError", "MinimalResidual", "Neumann"]

@@ -15,12 +15,13 @@ from ..errors import InvalidProblemError
 from .aggregated import Aggregated
 from .base import Solver
 from .cg_normal import CGNormal
+from .dense import Dense
 from .finite_difference import FiniteDifference
 from .first_order import FirstOrder
 from .fixed_point import FixedPoint
 from .gmres import GMRES
 from .iad import InitialisationAuxiliary
-from .implicit import ConjugateGradient, Neumann
+from .implicit import ConjugateGradient, MinimalResidual, Neumann
 from .nystrom import Nystrom
 from .ptt import PessimisticTruncation
 from .unrolled import Unrolled
@@ -43,6 +44,8 @@ SOLVERS: dict[str, type[Solver]] = {
     "ptt": PessimisticTruncation,
     "gda": Aggregated,
     "iad": InitialisationAuxiliary,
+    "dense": Dense,
+    "minres": MinimalResidual,
 }
 
 

@@ -28,7 +28,7 @@ PairLoss = Callable[[Params, Params], Tensor]
 FixedPointMap = Callable[[Params, Params], Params]
 Objective = Callable[[Params], Tensor]
 #: the N-level path of nested_hypergradient a solver supports (None: two levels only)
-NestedPath = Literal["implicit", "unrolled", "partial"]
+NestedPath = Literal["implicit", "joint", "unrolled", "partial"]
 
 
 class Target(ABC):
@@ -56,7 +56,8 @@ class Declaration:
             tolerance), ``False`` when it approximates it (finite differences, sampling, low rank, truncation).
         how: one phrase: the method (for instance "CG on H x = d_w F", "antithetic Gaussian sampling").
         nested: the N-level path :func:`hyperlevel.nested_hypergradient` takes for ``N > 2`` (``"implicit"``:
-            chord-step responses with the solver's symmetric ``linear_solve``; ``"unrolled"``: the target's
+            chord-step responses with the solver's symmetric ``linear_solve``; ``"joint"``: one saddle-point solve
+            of the Lagrangian system, docs/nesting.md; ``"unrolled"``: the target's
             ``steps`` and ``inner_lr`` at every level; ``"partial"``: the top loss's partial derivative), or
             ``None`` when the solver is defined for two levels only.
     """

@@ -11,10 +11,35 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["SampleKey", "split_key", "sample_generator", "derive_seed", "random_crop_box", "centre_crop_box",
+__all__ = ["DataError", "DataNotFoundError", "progress", "SampleKey", "split_key", "sample_generator", "derive_seed", "random_crop_box", "centre_crop_box",
            "augment_pair", "random_augment_code"]
 
 SampleKey = int | tuple[int, int]
+
+
+class DataError(ValueError):
+    """A data set cannot be used (missing, empty or malformed folder; unpaired, unreadable or too small image);
+    the message names the file or folder and what to do."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A data folder does not exist or holds no images."""
+
+
+def progress(items, desc: str, threshold: int = 200):
+    """Iterate ``items`` with a progress bar on stderr when there are at least ``threshold`` of them (a
+    terminal shows a bar; elsewhere one line says what is being checked)."""
+    import sys
+
+    items = list(items)
+    if len(items) < threshold:
+        return items
+    if not sys.stderr.isatty():
+        print(f"{desc}: {len(items)} files", file=sys.stderr)
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False, unit="file")
 
 
 def split_key(key: SampleKey) -> tuple[int, int]:

@@ -11,8 +11,10 @@ and ``NLHR/X<s>/<scene>.<ext>`` is used. ``<EV>`` is the darkening in stops, sto
 magnitude (``00736-5.0.png`` has ``ev == 5.0``; a negative number in a file name is read as its
 magnitude). The EV values are read from the names, never from a fixed list.
 
-The folder is scanned at construction; the first unpaired input, unreadable file or wrongly sized target
-raises :class:`RellisurError` naming it.
+The folder is scanned and validated at construction, before any training step: every pair must be complete,
+every file is opened once (:func:`~examples.trico.imageio.probe_image`: header, size, completeness), targets must
+be ``scale`` times their input and inputs at least as large as the crop. The first problem raises
+:class:`RellisurError` (a :class:`~examples.trico.data.common.DataError`) naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ..imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
+from ..imageio import IMAGE_EXTENSIONS, ImageReadError, probe_image, read_image
 from .common import (
+    DataError,
     SampleKey,
     augment_pair,
     centre_crop_box,
+    progress,
     random_augment_code,
     random_crop_box,
     sample_generator,
@@ -42,7 +46,7 @@ SPLITS = ("Train", "Val", "Test")
 _NAME_RE = re.compile(r"^(?P<scene>.+)-(?P<ev>[+-]?\d+(?:\.\d+)?)$")
 
 
-class RellisurError(ValueError):
+class RellisurError(DataError):
     """A problem with the RELLISUR tree; the message names the offending file."""
 
 
@@ -96,16 +100,17 @@ def _find_with_stem(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header (Pillow reads the header only)."""
-    from PIL import Image
-
+def _image_size(path: Path, cache: dict[Path, tuple[int, int]] | None = None) -> tuple[int, int]:
+    """(height, width) of a complete image (:func:`probe_image`), each file probed once per scan."""
+    if cache is not None and path in cache:
+        return cache[path]
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except Exception as exc:  # Pillow raises several types for bad files
-        raise RellisurError(f"unreadable image {str(path)!r}: {type(exc).__name__}: {exc}") from exc
-    return h, w
+        size = probe_image(path)
+    except ImageReadError as exc:
+        raise RellisurError(f"unreadable image {str(path)!r}: {exc.reason}; replace or remove it") from exc
+    if cache is not None:
+        cache[path] = size
+    return size
 
 
 class Rellisur(Dataset):
@@ -121,9 +126,10 @@ class Rellisur(Dataset):
         augment: random flips / rot90 of the aligned crop (training).
         centre_crop: deterministic centre crop in LR pixels (test), used when ``crop`` is None.
         seed: sample ``i`` of epoch ``e`` draws its crop/flip from a generator seeded with ``(seed, e, i)``.
-        verify: ``"header"`` (default) opens every file's header at construction and checks that the
-            target is exactly ``scale`` times the input; ``"full"`` decodes every image; ``"none"`` only
-            checks that the pairs exist.
+        verify: ``"header"`` (default) opens every file once at construction, checks that it is complete
+            (no decoding, :func:`probe_image`), that the target is exactly ``scale`` times the input and that
+            the input is at least ``crop``; ``"full"`` decodes every image; ``"none"`` only checks that the
+            pairs exist.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "Train", scale: int = 2,
@@ -146,12 +152,16 @@ class Rellisur(Dataset):
 
         split_dir = self.root / self.split
         lllr = split_dir / "LLLR"
+        if not self.root.is_dir():
+            raise RellisurError(f"RELLISUR folder {str(self.root)!r} does not exist; check data.root "
+                                "(or --data rellisur:PATH)")
         if not lllr.is_dir():
-            raise RellisurError(f"missing input folder {str(lllr)!r} (expected {{Train,Val,Test}}/LLLR)")
+            raise RellisurError(f"missing input folder {str(lllr)!r} (expected {{Train,Val,Test}}/LLLR under the "
+                                "RELLISUR root); check data.root")
         dup_dir = split_dir / "NLHR-Duplicates" / f"X{self.scale}"
         nlhr_dir = split_dir / "NLHR" / f"X{self.scale}"
         if not dup_dir.is_dir() and not nlhr_dir.is_dir():
-            raise RellisurError(f"missing target folder: neither {str(dup_dir)!r} nor {str(nlhr_dir)!r} exists")
+            raise RellisurError(f"missing target folder: neither {str(dup_dir)!r} nor {str(nlhr_dir)!r} exists (this scale's targets); check data.root and model.scale")
 
         pairs: list[RellisurPair] = []
         for path in sorted(lllr.iterdir()):
@@ -160,7 +170,7 @@ class Rellisur(Dataset):
             try:
                 scene, ev = parse_lllr_name(path.stem)
             except ValueError as exc:
-                raise RellisurError(f"cannot parse input file {str(path)!r}: {exc}") from exc
+                raise RellisurError(f"cannot parse input file {str(path)!r}: {exc}; rename or remove it") from exc
             if not keep(ev):
                 continue
             target = _find_with_stem(dup_dir, path.stem) if dup_dir.is_dir() else None
@@ -169,13 +179,15 @@ class Rellisur(Dataset):
             if target is None:
                 raise RellisurError(
                     f"unpaired input {str(path)!r}: no target {path.stem}.* in {str(dup_dir)!r} "
-                    f"and no {scene}.* in {str(nlhr_dir)!r}")
+                    f"and no {scene}.* in {str(nlhr_dir)!r}; add its target or remove it")
             pairs.append(RellisurPair(path, target, scene, ev))
         if not pairs:
-            raise RellisurError(f"no input images in {str(lllr)!r} match the exposure filter {exposures!r}")
+            raise RellisurError(f"no input images in {str(lllr)!r} match the exposure filter {exposures!r}; check the folder and "
+                                "data.exposures / --exposures")
 
         if verify != "none":
-            for pair in pairs:
+            sizes: dict[Path, tuple[int, int]] = {}
+            for pair in progress(pairs, f"checking RELLISUR {self.split} (x{self.scale})"):
                 if verify == "full":
                     try:
                         lr = read_image(pair.input_path)
@@ -184,12 +196,17 @@ class Rellisur(Dataset):
                         raise RellisurError(str(exc)) from exc
                     (lh, lw), (hh, hw) = lr.shape[-2:], hr.shape[-2:]
                 else:
-                    lh, lw = _image_size(pair.input_path)
-                    hh, hw = _image_size(pair.target_path)
+                    lh, lw = _image_size(pair.input_path, sizes)
+                    hh, hw = _image_size(pair.target_path, sizes)
                 if (hh, hw) != (lh * self.scale, lw * self.scale):
                     raise RellisurError(
                         f"size mismatch: target {str(pair.target_path)!r} is {hh}x{hw}, expected "
-                        f"{self.scale} x {lh}x{lw} of input {str(pair.input_path)!r}")
+                        f"{self.scale} x {lh}x{lw} of input {str(pair.input_path)!r}; replace or remove the pair")
+                small = self.crop or self.centre_crop
+                if small is not None and (lh < small[0] or lw < small[1]):
+                    raise RellisurError(
+                        f"input {str(pair.input_path)!r} is {lh}x{lw}, smaller than the crop {small[0]}x{small[1]}"
+                        f" (LR pixels); lower the crop (data.crop / --centre-crop) or remove the pair")
         self.pairs = pairs
 
     @property

@@ -33,9 +33,12 @@ from torch.utils.data import Dataset
 
 from ..imageio import is_image_file, read_image
 from .common import (
+    DataError,
+    DataNotFoundError,
     SampleKey,
     augment_pair,
     centre_crop_box,
+    progress,
     random_augment_code,
     random_crop_box,
     sample_generator,
@@ -111,10 +114,11 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """Sorted image files (by extension) directly inside ``folder`` or in its sub-folders."""
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+        raise DataNotFoundError(f"image folder {str(root)!r} does not exist; check data.root (or --data folder:PATH)")
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
     if not files:
-        raise FileNotFoundError(f"no image files ({', '.join(sorted({'png', 'jpg', 'tif'}))}...) in {str(root)!r}")
+        raise DataNotFoundError(f"no image files ({', '.join(sorted({'png', 'jpg', 'tif'}))}...) in {str(root)!r}; "
+                                "point data.root at a folder of photos")
     return files
 
 
@@ -172,7 +176,7 @@ class SyntheticPairs(Dataset):
             raise ValueError("SyntheticPairs needs at least one image")
         self._images: list[torch.Tensor] = []
         self.names: list[str] = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(progress(items, "reading images")):  # each file read once, here
             if isinstance(item, torch.Tensor):
                 img = item.detach().to(torch.float32)
                 if img.dim() != 3 or img.shape[0] != 3:
@@ -188,8 +192,11 @@ class SyntheticPairs(Dataset):
             ch, cw = self.crop[0] * self.scale, self.crop[1] * self.scale
             for name, img in zip(self.names, self._images):
                 if img.shape[-2] < ch or img.shape[-1] < cw:
-                    raise ValueError(f"image {name!r} ({img.shape[-2]}x{img.shape[-1]}) is smaller than the "
-                                     f"HR crop {ch}x{cw}")
+                    item = items[self.names.index(name)]
+                    where = repr(name) if isinstance(item, torch.Tensor) else str(item)
+                    raise DataError(f"image {where} ({img.shape[-2]}x{img.shape[-1]}) is smaller than the HR crop "
+                                    f"{ch}x{cw} (data.crop {self.crop[0]} x scale {self.scale}); lower data.crop "
+                                    "or remove the image")
 
     def __len__(self) -> int:
         return self.samples_per_epoch
