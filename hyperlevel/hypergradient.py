@@ -90,8 +90,9 @@ def _hypergradient(
     differentiable: bool = False, outer_precision=None, inner_precision=None,
 ):
     """``hypergradient`` plus the data-parallel ``reduce`` hook and a precision per loss (the engine's levels)."""
-    if solver is None:
-        solver = default_solver(inner_params)
+    if solver is None:  # the differentiable path needs a transform-friendly solver (Dense is not one)
+        transformable = differentiable or inside_transform()
+        solver = ConjugateGradient(iterations=50) if transformable else default_solver(inner_params)
     if not isinstance(solver, Solver):
         raise InvalidProblemError(solver_type_message(solver))
     for fn, what in ((outer_loss, "outer_loss"), (inner_loss, "inner_loss")):

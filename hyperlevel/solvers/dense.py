@@ -17,6 +17,7 @@ from torch import Tensor
 from .._flat import Params, flatten, unflatten
 from ..errors import InvalidProblemError, SolverDivergedError
 from ..functional import check_outer_used, inner_gradient, outer_partials
+from ..optimality import relative_stationarity
 from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
 from .target import Declaration, ImplicitTarget
 
@@ -142,9 +143,16 @@ class Dense(Solver):
             g = torch.zeros_like(p) if d is None else d
             result.append(g if m is None else g - m)
         n = x.numel()
+        # issue 13: how stationary the given inner point is, from the Hessian already built (no extra product)
+        g_flat = flatten([g.detach().reshape(-1) for g in grad_w])
+        if reduce is not None:
+            g_flat = reduce(g_flat)
+        w_flat = flatten([p.detach().reshape(-1) for p in inner.values()]).to(hessian.dtype)
+        g_norm, stationarity = relative_stationarity(g_flat, (hessian.detach() @ w_flat))
         info = SolverInfo(
             solver=type(self).__name__, iterations=0, residual=residual, converged=True, gradient_evals=2,
             hvp_evals=n + 1, outer_loss=float(f_value.detach()), extra={"size": float(n)},
+            inner_gradient_norm=g_norm, stationarity=stationarity,
         )
         return reduce_list(reduce, result), info
 
