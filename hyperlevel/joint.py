@@ -14,6 +14,20 @@ adjoint equations), so ``W_1(p_0)`` follows the nested responses and the implici
 one solve with the symmetric indefinite Hessian of ``Lag_1`` (MINRES, or a dense factorisation when small). Each
 adjoint needs one solve of the level below (smaller systems, innermost first): ``N - 1`` solves in all, none
 nested in another, so the cost grows with the sizes of the systems, not as a product of iteration counts.
+
+Inner stationarity. Everything above assumes that ``params[k]`` (``k >= 1``) are the nested best responses. The
+``p_k`` block of ``grad_{W_k} Lag_k`` at the solved adjoints is the level's *total* gradient ``Gamma_k = d h_k /
+d p_k`` (for the bottom level: its plain gradient), so it is measured from the gradients built anyway, with no
+extra solve, and reported as in :mod:`hyperlevel.optimality`:
+
+    stationarity_k = ||Gamma_k|| / ||A_k p_k - Gamma_k||,     A_k = d^2 Lag_k / d p_k^2 (adjoints, lower levels held),
+
+one Hessian-vector product per level on the graph of ``Gamma_k``. It is 0 at the solution and invariant to
+rescaling any loss or any level's parameters; for the bottom level ``A_k`` is its Hessian, so the figure equals
+the chord method's. For a middle level ``A_k`` leaves out the curvature that reaches ``p_k`` through the levels
+below (that part needs a solve per level), so the scale is the gradient at ``p_k = 0`` with the lower variables
+and adjoints held, not along their responses; a level whose loss has no curvature of its own in ``p_k`` reads
+about 1 away from the exact solution.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ from torch import Tensor
 from ._flat import as_dict, flatten, unflatten
 from .errors import InvalidProblemError, SolverDivergedError
 from .functional import backward_products
+from .optimality import relative_stationarity
 from .solvers.base import Reduce, Solver
 from .solvers.dense import Dense, dense_jacobian, saddle_solve, spd_solve
 from .solvers.implicit import ImplicitSolver
@@ -71,6 +86,22 @@ def _zeros_for_none(gs: Sequence[Tensor | None], like: Sequence[Tensor]) -> list
     return [torch.zeros_like(x) if g is None else g for g, x in zip(gs, like, strict=True)]
 
 
+def _measure_stationarity(
+    grad: Sequence[Tensor | None], point: Sequence[Tensor], info: LevelInfo, reduce: Reduce | None
+) -> None:
+    """Fill ``info`` with ``||Gamma_k||`` and its relative stationarity (module docstring): ``grad`` is the ``p_k``
+    block of ``grad_{W_k} Lag_k`` (built with a graph), ``point`` the leaves ``p_k``; one backward pass."""
+    g = _zeros_for_none([None if x is None else x.detach() for x in grad], point)
+    live = [i for i, x in enumerate(grad) if x is not None and x.requires_grad]
+    hp: list[Tensor | None] = [None] * len(point)
+    if live:
+        hp = list(backward_products([grad[i] for i in live], [point[i].detach() for i in live], list(point)))
+    g_flat, hp_flat = flatten(g), flatten(_zeros_for_none([None if h is None else h.detach() for h in hp], point))
+    if reduce is not None:
+        g_flat, hp_flat = reduce(g_flat), reduce(hp_flat)
+    info.inner_gradient_norm, info.stationarity = relative_stationarity(g_flat, hp_flat)
+
+
 def joint_hypergradient(
     losses: Sequence[Loss],
     params: Sequence[Mapping[str, Tensor]],
@@ -83,7 +114,8 @@ def joint_hypergradient(
     ``params`` are fresh autograd leaves (never the user's tensors); ``solver`` is :class:`Dense` (dense
     factorisations with inertia checks) or an :class:`ImplicitSolver` whose ``linear_solve`` handles symmetric
     indefinite systems (:class:`~hyperlevel.solvers.MinimalResidual`); ``levels[k]`` (``k >= 1``) receives the
-    figures of the solve with ``Hess(Lag_k)``. Returns one gradient tensor per entry of ``params[0]``.
+    figures of the solve with ``Hess(Lag_k)`` and the level's stationarity at the given point (module docstring).
+    Returns one gradient tensor per entry of ``params[0]``.
     """
     n = len(losses)
     names = [list(p) for p in params]
@@ -129,6 +161,7 @@ def joint_hypergradient(
     G: list[list[Tensor | None]] = [[] for _ in range(n)]
     W[n - 1] = list(P[n - 1])
     G[n - 1] = _gradient(loss(n - 1), W[n - 1], create_graph=True)
+    _measure_stationarity(G[n - 1], P[n - 1], levels[n - 1], reduce)
     negatives = [0] * n
     for k in range(n - 2, 0, -1):
         value = loss(k)
@@ -144,6 +177,7 @@ def joint_hypergradient(
         )
         W[k] = [*P[k], *W[k + 1], *lam_leaves]
         G[k] = _gradient(value - coupling, W[k], create_graph=True)
+        _measure_stationarity(G[k][: len(P[k])], P[k], levels[k], reduce)  # the p_k block: Gamma_k
         negatives[k] = sum(t.numel() for t in W[k + 1])
     top = loss(0)
     both = _gradient(top, [*P[0], *W[1]], create_graph=False)

@@ -71,7 +71,8 @@ class LevelInfo:
     message: str = ""
     #: ``||Gamma_level||`` (the total gradient of the level's reduced objective) at the given point
     inner_gradient_norm: float = math.nan
-    #: its relative stationarity ``||Gamma|| / ||H p - Gamma||`` (:mod:`hyperlevel.optimality`); implicit solvers
+    #: its relative stationarity ``||Gamma|| / ||H p - Gamma||`` (:mod:`hyperlevel.optimality`); chord method:
+    #: ``H`` the reduced Hessian, joint method: the Lagrangian's ``p``-block (:mod:`hyperlevel.joint`)
     stationarity: float = math.nan
     size: int = 0
 
@@ -420,6 +421,8 @@ def _nested_hypergradient(losses, params, solver=None, *, return_info: bool = Fa
             level1 = state.levels[1]
             info = state.info(type(solver).__name__, method="joint", joint_iterations=level1.iterations,
                               joint_residual=level1.residual, joint_size=level1.size)
+            info.stationarity = max(lv.stationarity for lv in info.levels)
+            info.inner_gradient_norm = info.levels[-1].inner_gradient_norm
         elif reduce is not None and path != "partial":
             raise InvalidProblemError(
                 f"{type(solver).__name__} does not take a data-parallel reduce for {n} levels; use the joint method "

@@ -165,7 +165,9 @@ def test_19_nested_three_levels_inside_a_transform_is_refused(ridge):
             o["lam"].expand(2, -1))
 
 
-def test_20_nested_middle_level_off_its_optimum_warns_naming_the_level():
+@pytest.mark.parametrize("solver", [None, solvers.MinimalResidual(), solvers.ConjugateGradient()],
+                         ids=["default-joint", "joint-minres", "chord-cg"])
+def test_20_nested_middle_level_off_its_optimum_warns_naming_the_level(solver):
     import _nested_reference as ref
 
     f = ref.make_problem([2, 3, 2], seed=1)
@@ -173,8 +175,8 @@ def test_20_nested_middle_level_off_its_optimum_warns_naming_the_level():
     eq = ref.equilibrium(f, x0, [x0, torch.zeros(3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)])
     losses = [_level_loss(f[k]) for k in range(3)]
     with pytest.warns(InnerOptimalityWarning, match=r"level 1 \(params\[1\]") as rec:
-        # the chord-step path measures each level (main's default for N > 2, the joint method, does not yet)
-        hl.nested_hypergradient(losses, [{"x": x0}, {"x": eq[0] + 0.5}, {"x": eq[1]}], solvers.ConjugateGradient())
+        # both nested methods measure each level's total stationarity (the joint one from its Lagrangian)
+        hl.nested_hypergradient(losses, [{"x": x0}, {"x": eq[0] + 0.5}, {"x": eq[1]}], solver)
     assert any("level 1" in str(r.message) for r in rec)
 
 
