@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..imageio import is_image_file, read_image
@@ -44,7 +43,14 @@ from .common import (
     sample_generator,
     split_key,
 )
-from .degradations import Degradation, degrade_with, linear_to_srgb, quantize_8bit, srgb_to_linear
+from .degradations import (
+    Degradation,
+    degrade_with,
+    linear_to_srgb,
+    quantize_8bit,
+    resize_down,
+    srgb_to_linear,
+)
 
 __all__ = ["DegradationParams", "srgb_to_linear", "linear_to_srgb", "quantize_8bit", "downscale",
            "degrade", "SyntheticPairs", "list_images"]
@@ -72,16 +78,7 @@ class DegradationParams:
 
 def downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
     """Anti-aliased bicubic downscaling of a ``(C, H, W)`` or ``(N, C, H, W)`` tensor by an integer factor."""
-    if scale == 1:
-        return x
-    squeeze = x.dim() == 3
-    xb = x.unsqueeze(0) if squeeze else x
-    h, w = xb.shape[-2:]
-    if h % scale or w % scale:
-        raise ValueError(f"image size {h}x{w} is not divisible by the scale {scale}")
-    out = F.interpolate(xb, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
-    out = out.clamp(0.0, 1.0)
-    return out[0] if squeeze else out
+    return resize_down(x, scale, "bicubic")
 
 
 def degrade(hr: torch.Tensor, scale: int, ev: float, generator: torch.Generator | None = None,
