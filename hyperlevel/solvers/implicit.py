@@ -136,6 +136,13 @@ class ImplicitSolver(Solver):
             g, hw = reduce(g), reduce(hw)
         return relative_stationarity(g, hw.detach())
 
+    def warm_start_point(self, b: Tensor, warm: bool = True) -> Tensor | None:
+        """The previous call's solution as the starting point (``warm_start``), when it fits ``b``; else None."""
+        x0 = self._previous if warm and self.warm_start and self._previous is not None else None
+        if x0 is None or x0.shape != b.shape or x0.dtype != b.dtype:
+            return None
+        return x0.to(b.device)
+
     def resolved_tol(self, b: Tensor) -> float:
         return self.tol if self.tol is not None else default_tol(b.dtype)
 
@@ -183,11 +190,7 @@ class ConjugateGradient(ImplicitSolver):
                            nested="implicit")
 
     def linear_solve(self, matvec, b, warm=True):
-        x0 = self._previous if warm and self.warm_start and self._previous is not None else None
-        if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
-            x0 = None
-        elif x0 is not None:
-            x0 = x0.to(b.device)
+        x0 = self.warm_start_point(b, warm)
         return conjugate_gradient(
             matvec, b, iterations=self.iterations, tol=self.resolved_tol(b), x0=x0, solver_name=type(self).__name__
         )
@@ -315,11 +318,7 @@ class MinimalResidual(ImplicitSolver):
                            nested="joint")
 
     def linear_solve(self, matvec, b, warm=True):
-        x0 = self._previous if warm and self.warm_start and self._previous is not None else None
-        if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
-            x0 = None
-        elif x0 is not None:
-            x0 = x0.to(b.device)
+        x0 = self.warm_start_point(b, warm)
         return minres(matvec, b, iterations=self.iterations, tol=self.resolved_tol(b), x0=x0,
                       solver_name=type(self).__name__)
 
