@@ -63,9 +63,9 @@ def _check_inner_used(inner_loss: PairLoss, outer: Params, inner: Params) -> lis
     return [g is not None for g in gs[:n]]
 
 
-class ForwardOverReverse:
-    """``H v`` as ``torch.func.jvp`` of ``torch.func.grad`` of the inner loss; the mixed product likewise (the
-    forward-mode derivative along ``v`` of the outer gradient). Nothing is stored between products."""
+class _InnerProducts:
+    """State shared by the product paths: the inner loss at a point, a product counter and which inner
+    parameters reach the loss."""
 
     def __init__(self, inner_loss: PairLoss, outer: Params, inner: Params):
         self.loss = inner_loss
@@ -74,6 +74,14 @@ class ForwardOverReverse:
         self.calls = 0
         self._used = _check_inner_used(inner_loss, outer, inner)
         self._like = list(inner.values())
+
+
+class ForwardOverReverse(_InnerProducts):
+    """``H v`` as ``torch.func.jvp`` of ``torch.func.grad`` of the inner loss; the mixed product likewise (the
+    forward-mode derivative along ``v`` of the outer gradient). Nothing is stored between products."""
+
+    def __init__(self, inner_loss: PairLoss, outer: Params, inner: Params):
+        super().__init__(inner_loss, outer, inner)
         outer_fixed = {k: v.detach() for k, v in outer.items()}
         self._grad_w = torch.func.grad(lambda i: inner_loss(outer_fixed, i))
 
@@ -98,7 +106,7 @@ class ForwardOverReverse:
         return [m[k] if used else None for k, used in zip(outer, self._used, strict=True)]
 
 
-class FiniteDifferenceHvp:
+class FiniteDifferenceHvp(_InnerProducts):
     """``H v ~ (d_w G(w + e v) - d_w G(w - e v)) / (2 e)`` and the mixed product likewise with ``d_o G``.
 
     ``e = step * max(1, ||w||) / ||v||``: the probe moves ``w`` by ``step`` relative to its size. The default
@@ -108,12 +116,7 @@ class FiniteDifferenceHvp:
     """
 
     def __init__(self, inner_loss: PairLoss, outer: Params, inner: Params, step: float | None = None):
-        self.loss = inner_loss
-        self.outer = outer
-        self.inner = inner
-        self.calls = 0
-        self._used = _check_inner_used(inner_loss, outer, inner)
-        self._like = list(inner.values())
+        super().__init__(inner_loss, outer, inner)
         w = flatten([t.detach() for t in self._like])
         self._w = w
         self.step = step if step is not None else torch.finfo(w.dtype).eps ** (1 / 3)

@@ -15,3 +15,13 @@ torch.set_num_threads(1)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def ridge():
+    """The small ridge problem of ``_problems.Ridge`` at its inner solution: ``(problem, outer, inner)``."""
+    from _problems import Ridge
+
+    prob = Ridge.make()
+    o, w = prob.params()
+    return prob, o, w

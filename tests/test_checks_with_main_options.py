@@ -2,18 +2,10 @@
 
 import pytest
 import torch
-from _problems import Ridge
 
 import hyperlevel as hl
 from hyperlevel import solvers
 from hyperlevel.errors import DivergenceWarning, InnerOptimalityWarning, InvalidProblemError
-
-
-@pytest.fixture
-def ridge():
-    prob = Ridge.make()
-    o, w = prob.params()
-    return prob, o, w
 
 
 def test_checkpointed_unroll_reports_divergence_like_the_stored_one(ridge):

@@ -10,7 +10,6 @@ import warnings
 
 import pytest
 import torch
-from _problems import Ridge
 from torch import nn
 
 import hyperlevel as hl
@@ -23,13 +22,6 @@ from hyperlevel.errors import (
     SkippedStepsWarning,
     SolverDivergedError,
 )
-
-
-@pytest.fixture
-def ridge():
-    prob = Ridge.make()
-    o, w = prob.params()
-    return prob, o, w
 
 
 def _saddle():

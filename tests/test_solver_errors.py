@@ -4,7 +4,6 @@ import warnings
 
 import pytest
 import torch
-from _problems import Ridge
 
 import hyperlevel
 from hyperlevel import solvers
@@ -15,13 +14,6 @@ from hyperlevel.errors import (
     NonFiniteError,
     SolverDivergedError,
 )
-
-
-@pytest.fixture
-def ridge():
-    prob = Ridge.make()
-    o, w = prob.params()
-    return prob, o, w
 
 
 def test_non_scalar_loss_is_named(ridge):
