@@ -75,6 +75,8 @@ class DataConfig:
     #: seed of the batch order only (the loaders' shuffles); ``null``: ``seed``. The study varies it with the
     #: run's seed while ``seed`` (which also fixes the synthetic samples) stays put: same data, new order.
     loader_seed: int | None = None
+    #: embedded training photos kept out of training: the validation split (``select`` picks checkpoints on it)
+    holdout: list[str] = field(default_factory=list)
 
     def validate(self, key: str) -> None:
         if self.source in ("folder", "rellisur") and not self.root:
@@ -89,6 +91,15 @@ class DataConfig:
             raise ConfigError(f"{key}.split_ratio: two positive numbers (upper, lower), got {self.split_ratio}")
         if len(self.ev_range) != 2 or not 0 <= self.ev_range[0] <= self.ev_range[1]:
             raise ConfigError(f"{key}.ev_range: [lo, hi] with 0 <= lo <= hi, got {self.ev_range}")
+        if self.holdout:
+            from .data import TRAIN_IMAGES
+
+            if self.source != "embedded":
+                raise ConfigError(f"{key}.holdout: only for source 'embedded' (a folder keeps its own validation "
+                                  "photos in another folder)")
+            unknown = sorted(set(self.holdout) - set(TRAIN_IMAGES))
+            if unknown or len(set(self.holdout)) >= len(TRAIN_IMAGES):
+                raise ConfigError(f"{key}.holdout: some (not all) of {list(TRAIN_IMAGES)}, got {self.holdout}")
         self.build_degradation(key)
 
     def build_degradation(self, key: str = "data"):

@@ -102,7 +102,8 @@ def build_train_data(config: TrainConfig) -> torch.utils.data.Dataset:
     scale = config.model.scale
     if d.source == "embedded":
         return embedded_dataset("train", scale=scale, crop=d.crop, seed=d.seed, ev_range=tuple(d.ev_range),
-                                samples_per_epoch=d.samples_per_epoch, degradation=d.build_degradation())
+                                samples_per_epoch=d.samples_per_epoch, degradation=d.build_degradation(),
+                                holdout=tuple(d.holdout))
     if d.source == "folder":
         from .data import SyntheticPairs
 

@@ -84,33 +84,45 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
                      ev_range: tuple[float, float] = (2.5, 4.5), samples_per_epoch: int = 240,
                      hr_size: int = 256, train_short_side: int = 320, test_evs: Sequence[float] = (2.5, 3.5, 4.5),
                      params: DegradationParams | None = None, augment: bool = True,
-                     degradation: str | Degradation | None = None) -> Dataset:
+                     degradation: str | Degradation | None = None, holdout: Sequence[str] = ()) -> Dataset:
     """The embedded data set. ``split="train"``: a :class:`SyntheticPairs` of ``samples_per_epoch`` random
     crops (``crop`` LR pixels). ``split="test"``: :class:`FixedPairs` of full ``hr_size`` images.
     ``degradation``: a registered name (``"seen"``, ``"unseen"``), a degradation object, or ``None`` (first-wave
     model). Training refuses ``"unseen"``: it exists to measure generalisation.
+
+    ``holdout``: training photos kept out of ``"train"``; ``split="val"`` is made of them (full images at the
+    test exposures, with seeds of their own), so that checkpoints can be chosen without touching the test split.
     """
     split = split.lower()
     if isinstance(degradation, str):
         if split == "train" and degradation == "unseen":
             raise ValueError("the 'unseen' degradation is for evaluation only; train with 'seen'")
         degradation = build_degradation(degradation)
+    unknown = sorted(set(holdout) - set(TRAIN_IMAGES))
+    if unknown:
+        raise ValueError(f"holdout {unknown}: not embedded training photos; choose from {list(TRAIN_IMAGES)}")
     if split == "train":
-        images = [load_skimage_photo(n, train_short_side) for n in TRAIN_IMAGES]
+        names = [n for n in TRAIN_IMAGES if n not in holdout]
+        if not names:
+            raise ValueError("holdout keeps every training photo out of training")
+        images = [load_skimage_photo(n, train_short_side) for n in names]
         return SyntheticPairs(images, scale=scale, ev_range=ev_range, crop=crop, seed=seed, augment=augment,
-                              samples_per_epoch=samples_per_epoch, params=params, names=list(TRAIN_IMAGES),
+                              samples_per_epoch=samples_per_epoch, params=params, names=names,
                               degradation=degradation)
     if split in ("test", "val"):
         if hr_size % scale:
             raise ValueError(f"hr_size {hr_size} must be divisible by the scale {scale}")
+        if split == "val" and not holdout:
+            raise ValueError("split 'val' is made of the held-out training photos: pass holdout=[...]")
+        names, salt = (TEST_IMAGES, 0x7E57) if split == "test" else (tuple(holdout), 0x7A1)
         samples = []
-        for i, name in enumerate(TEST_IMAGES):
+        for i, name in enumerate(names):
             img = load_skimage_photo(name, hr_size)
             h, w = img.shape[-2:]
             top, left = (h - hr_size) // 2, (w - hr_size) // 2
             hr = img[:, top : top + hr_size, left : left + hr_size].contiguous()
             for j, ev in enumerate(test_evs):
-                gen = torch.Generator().manual_seed(derive_seed(seed, 0x7E57, i, j))
+                gen = torch.Generator().manual_seed(derive_seed(seed, salt, i, j))
                 if degradation is None:
                     lr, drawn = degrade(hr, scale, float(ev), generator=gen, params=params), {}
                 else:
@@ -118,4 +130,4 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
                 samples.append({"input": lr, "target": hr.clone(), "name": f"{name}-{float(ev):g}",
                                 "ev": float(ev), "degradation": drawn})
         return FixedPairs(samples)
-    raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
