@@ -61,6 +61,10 @@ class LossWeights(nn.Module):
         """Current weights ``s`` by name, for logging."""
         return dict(zip(self.names, self.values(params).detach().tolist(), strict=True))
 
+    def logged_values(self) -> dict[str, float]:
+        """What the engine logs for this level each step (``weights/LEVEL/NAME``): the weights ``s``."""
+        return self.weights()
+
     def effective_weights(self, params: Mapping[str, Tensor] | None = None) -> dict[str, float]:
         """The multipliers ``1 / (2 s)`` that the losses actually get in the total."""
         return {k: 1.0 / (2.0 * v) for k, v in self.weights(params).items()}
