@@ -37,9 +37,8 @@ from .training.state import (
 class Engine:
     """Runs a :class:`~hyperlevel.Schedule` over a :class:`~hyperlevel.Problem`.
 
-    Each step runs the phase's step kind (:func:`hyperlevel.steps.for_phase`). A bilevel phase follows TriCo's
-    Alg. 1: draw a batch for the outer and the inner objective, step the outer levels along the hypergradient
-    (the phase's solver), then take ``inner_steps`` plain gradient steps on the inner levels.
+    Each step runs the step kind of its phase (:mod:`hyperlevel.steps`: bilevel, nested, inner-only or an
+    algorithm of the registry) and then the bookkeeping: schedulers, logs, checkpoints, phase changes.
 
     Args:
         problem: the levels.
@@ -64,6 +63,8 @@ class Engine:
             mechanism already protects).
     """
 
+    _kind: StepKind  # the current phase's step strategy, set when the phase starts
+
     def __init__(self, problem: Problem, schedule: Schedule | Sequence[Phase], *, callbacks: Sequence[Callback] = (),
                  checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, keep_checkpoints: int = 2,
                  on_nonfinite: Literal["raise", "skip"] = "raise", reduce: Reduce | None = None,
@@ -85,7 +86,6 @@ class Engine:
         self.resumed_from: Path | None = None
         self.final_phase: dict[str, Any] | None = None  # see training.state.remember_final_phase
         self._saved_step: int | None = None
-        self._kind: StepKind | None = None  # the current phase's step strategy
 
     @property
     def phase(self) -> Phase | None:
@@ -131,11 +131,11 @@ class Engine:
                     elif stop_after is not None and self.global_step >= stop_after and self.phase is not None:
                         status = "stopped"
                 path = self.save_checkpoint() if self._saved_step != self.global_step else self.checkpoints.last
-        summary = RunSummary(status, self.global_step, self.phase.name if self.phase else None, self.skipped_steps,
-                             path, self.signals.signum if status == "interrupted" else None)
-        self.nonfinite.warn_if_skipped(self.global_step)
-        self._call("on_run_end", summary)
-        return summary
+            summary = RunSummary(status, self.global_step, self.phase.name if self.phase else None,
+                                 self.skipped_steps, path, self.signals.signum if status == "interrupted" else None)
+            self.nonfinite.warn_if_skipped(self.global_step)
+            self._call("on_run_end", summary)
+            return summary
 
     def _begin(self, resume: str | Path | None) -> None:
         """Resume from a checkpoint, or check the objectives on the first batches and rewind the loaders."""
@@ -158,7 +158,6 @@ class Engine:
         start = time.perf_counter()
         record = StepRecord(step=self.global_step, phase=phase.name, phase_step=self.phase_step)
         with self.nonfinite.guard(self.global_step + 1, phase, record):
-            assert self._kind is not None
             self._kind(StepContext(self.problem, self.optimizers.optimizers, self.reduce), record)
         self.optimizers.step_schedulers()
         record.lr, record.weights = self.optimizers.learning_rates(), logged_values(self.problem)
@@ -172,8 +171,7 @@ class Engine:
         self._call("on_step_end", record)
         if record.converged or self.phase_step >= phase.max_steps:
             self._call("on_phase_end", phase)
-            if self.phase_index == len(self.schedule) - 1 and not record.converged:
-                remember_final_phase(self, phase)
+            remember_final_phase(self, phase, record.converged)
             self.phase_index, self.phase_step = self.phase_index + 1, 0
             self.optimizers.clear()
         if self.checkpoints.due(self.global_step):
@@ -190,7 +188,6 @@ class Engine:
             self._call("on_phase_start", phase)
 
     def _call(self, hook: str, *args: Any) -> None:
-        """Run callback hook ``hook`` (main process only)."""
         if self.is_main_process:
             for cb in self.callbacks:
                 getattr(cb, hook)(self, *args)

@@ -56,5 +56,5 @@ class NonFinitePolicy:
                 f"{self.skipped} of {steps} steps were skipped because of non-finite values "
                 f"(on_nonfinite='skip'); the first: {self.first_skip or 'before this resume'}. A run that skips "
                 "many steps trains on few: lower the learning rates or the solver's step (inner_lr, alpha)",
-                SkippedStepsWarning, stacklevel=4,
+                SkippedStepsWarning, stacklevel=3,  # the caller of Engine.run
             )

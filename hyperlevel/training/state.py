@@ -88,8 +88,10 @@ def load_engine_state(engine: Engine, state: Mapping[str, Any]) -> None:
     _continue_finished_run(engine)
 
 
-def remember_final_phase(engine: Engine, phase: Phase) -> None:
-    """At the end of the last phase by its step budget: keep what continuing it later would need."""
+def remember_final_phase(engine: Engine, phase: Phase, converged: bool) -> None:
+    """When the last phase ends by its step budget (not ``converged``): keep what continuing it would need."""
+    if converged or engine.phase_index != len(engine.schedule) - 1:
+        return
     engine.final_phase = {"phase_name": phase.name, "phase_step": engine.phase_step,
                           **engine.optimizers.state_dict()}
 
