@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -18,12 +18,13 @@ from .solvers.dense import DENSE_MAX_SIZE, Dense
 from .solvers.implicit import ConjugateGradient
 from .solvers.registry import solver_type_message
 from .solvers.unrolled import Unrolled
+from .typing import PairLoss
 from .validation import check_loss, check_params, check_same_dtype
 
 
 def hypergradient(
-    outer_loss: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
-    inner_loss: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
+    outer_loss: PairLoss,
+    inner_loss: PairLoss,
     outer_params: Mapping[str, Tensor],
     inner_params: Mapping[str, Tensor],
     solver: Solver | None = None,

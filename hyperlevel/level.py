@@ -11,9 +11,8 @@ from torch import Tensor, nn
 
 from .errors import InvalidProblemError
 from .precision import Precision, as_precision, check_float32
+from .typing import Objective
 
-#: ``objective(params, batch) -> scalar``: ``params`` maps level name -> {parameter name -> tensor}.
-Objective = Callable[[Mapping[str, Mapping[str, Tensor]], Any], Tensor]
 OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]
 
 

@@ -29,17 +29,16 @@ from torch import Tensor
 from ._flat import as_dict, flatten, leaves, unflatten
 from .composable import inside_transform
 from .errors import InvalidProblemError, SolverDivergedError
-from .functional import HessianOperator
+from .functional import HessianOperator, zeros_for_none
 from .hypergradient import _hypergradient
 from .joint import joint_hypergradient, joint_size
 from .optimality import STATIONARITY_TOL, relative_stationarity, report_stationarity
-from .solvers.base import Reduce, Solver, SolverInfo, reduce_list, report_convergence
+from .solvers.base import Solver, SolverInfo, reduce_list, report_convergence
 from .solvers.dense import DENSE_JOINT_MAX_SIZE, Dense
 from .solvers.implicit import MinimalResidual
 from .solvers.registry import solver_type_message
+from .typing import Loss, MatVec, Reduce
 from .validation import check_finite_grads, check_loss, check_params, check_same_dtype
-
-Loss = Callable[..., Tensor]
 
 
 @dataclass
@@ -100,7 +99,7 @@ class _FrozenInverse(torch.autograd.Function):
     """``b -> S b`` for a fixed symmetric linear operator ``S``; its backward is ``S`` applied by itself."""
 
     @staticmethod
-    def forward(ctx, apply: Callable[[Tensor], Tensor], b: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, apply: MatVec, b: Tensor) -> Tensor:  # type: ignore[override]
         ctx.solve = apply
         return apply(b)
 
@@ -199,9 +198,7 @@ class _Nested:
     def own_gradient(self, k: int, upper: list[Tensor], x: Tensor, lower: list[Tensor], create_graph: bool) -> Tensor:
         """``d losses[k] / d p_k`` at ``(upper, x, lower)``; with ``lower`` a function of ``x`` it is the total one."""
         value = self.loss(k, [*upper, x, *lower])
-        (g,) = torch.autograd.grad(value, x, create_graph=create_graph, allow_unused=True)
-        if g is None:
-            g = torch.zeros_like(x)
+        (g,) = zeros_for_none(torch.autograd.grad(value, x, create_graph=create_graph, allow_unused=True), [x])
         if not torch.isfinite(g).all():
             raise SolverDivergedError(f"the gradient of losses[{k}] with respect to params[{k}] contains NaN or Inf")
         return g
@@ -302,7 +299,7 @@ class _Nested:
         x0 = flatten(list(top.values()))
         value = self.loss(0, [x0, *responses([x0])])
         gs = torch.autograd.grad(value, list(top.values()), allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, top.values(), strict=True)]
+        return zeros_for_none(gs, top)
 
     def info(self, name: str, **kwargs) -> NestedSolverInfo:
         lower = self.levels[1:]
@@ -441,7 +438,7 @@ def _nested_hypergradient(losses, params, solver=None, *, return_info: bool = Fa
         elif path == "partial":
             value = state.loss(0, [flatten(list(top.values()))] + state.base[1:])
             gs = torch.autograd.grad(value, list(top.values()), allow_unused=True)
-            flat = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, top.values(), strict=True)]
+            flat = zeros_for_none(gs, top)
             flat = reduce_list(reduce, flat)
             info = state.info(type(solver).__name__, method="first_order")
         else:

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 from .errors import InvalidProblemError
 from .level import Level
-
-Params = dict[str, dict[str, Tensor]]
+from .typing import ParamsByLevel
 
 
 def call_objective(level: Level, params: Mapping[str, Mapping[str, Tensor]], batch: Any) -> Any:
@@ -91,11 +90,11 @@ class Problem:
     def __len__(self) -> int:
         return len(self.levels)
 
-    def parameters(self) -> Params:
+    def parameters(self) -> ParamsByLevel:
         """The live tensors of every level: ``{level: {name: tensor}}``."""
         return {lv.name: lv.named_parameters() for lv in self.levels}
 
-    def detached(self) -> Params:
+    def detached(self) -> ParamsByLevel:
         return {lv: {n: t.detach() for n, t in ps.items()} for lv, ps in self.parameters().items()}
 
     def check_objectives(self, batches: Mapping[str, Any]) -> None:

@@ -5,19 +5,15 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torch import Tensor
 
-from .._flat import Params
 from ..errors import ConvergenceError, ConvergenceWarning, DivergenceWarning, InvalidProblemError
+from ..typing import PairLoss, Params, Reduce
 from .target import Declaration
 
-PairLoss = Callable[[Params, Params], Tensor]
-#: Averages a tensor over data-parallel processes (identity in a single process); see hyperlevel.distributed.
-Reduce = Callable[[Tensor], Tensor]
 OnNonconvergence = Literal["warn", "raise", "ignore"]
 
 

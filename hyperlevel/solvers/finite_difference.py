@@ -5,9 +5,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten, unflatten
-from ..functional import check_outer_used, evaluate, grads, inner_gradient, outer_partials
-from .base import PairLoss, Reduce, Solver, SolverInfo, blow_up, reduce_list
+from .._flat import flatten, unflatten
+from ..functional import (
+    check_outer_used,
+    evaluate,
+    grads,
+    inner_gradient,
+    outer_partials,
+    total_derivative,
+    zeros_for_none,
+)
+from ..typing import PairLoss, Params, Reduce
+from .base import Solver, SolverInfo, blow_up, reduce_list
 from .target import Declaration, UnrolledTarget
 from .unrolled import divergence_message
 
@@ -66,7 +75,7 @@ class FiniteDifference(Solver):
         if self.check_divergence:  # one forward pass: did the unrolled step increase the inner loss?
             stepped = evaluate(inner_loss, outer, w_hat, "inner_loss")
             diverged, g0, g1 = blow_up(g_value, stepped, reduce=reduce)
-        v = flatten([torch.zeros_like(p) if d is None else d for d, p in zip(d_inner, shapes, strict=True)])
+        v = flatten(zeros_for_none(d_inner, shapes))
         if reduce is not None:
             v = reduce(v)
         v_norm = torch.linalg.vector_norm(v)
@@ -94,8 +103,4 @@ class FiniteDifference(Solver):
                 f"FiniteDifference(inner_lr={self.inner_lr})", "inner_lr", self.inner_lr, g0, g1, [], inner_loss,
                 outer, inner, reduce,
             )
-        result = []
-        for d, c, p in zip(direct, coupled, outer.values(), strict=True):
-            r = torch.zeros_like(p) if d is None else d
-            result.append(r if c is None else r - self.inner_lr * c)
-        return reduce_list(reduce, result), info
+        return reduce_list(reduce, total_derivative(direct, coupled, outer, self.inner_lr)), info

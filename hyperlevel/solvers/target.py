@@ -21,12 +21,11 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten, unflatten
+from .._flat import flatten, unflatten
+from ..typing import PairLoss, Params, ReducedObjective
 
-PairLoss = Callable[[Params, Params], Tensor]
 #: a fixed-point map ``Phi(outer, inner) -> inner`` whose fixed point ``w = Phi(o, w)`` is the inner solution
 FixedPointMap = Callable[[Params, Params], Params]
-Objective = Callable[[Params], Tensor]
 #: the N-level path of nested_hypergradient a solver supports (None: two levels only)
 NestedPath = Literal["implicit", "joint", "unrolled", "partial"]
 
@@ -38,7 +37,7 @@ class Target(ABC):
     kind: ClassVar[str] = ""
 
     @abstractmethod
-    def objective(self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params) -> Objective:
+    def objective(self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params) -> ReducedObjective:
         """``o -> target(o)`` around the given point ``(outer, inner)`` (graph-free; for finite differences)."""
 
     @abstractmethod
