@@ -17,7 +17,7 @@ OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]
 
 
 def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), **kwargs: Any) -> OptimizerFactory:
-    """An optimizer factory for :class:`Level` and :class:`~hyperlevel.Phase` (Adam, as TriCo uses)."""
+    """An optimizer factory for :class:`Level` and :class:`~hyperlevel.Phase`: Adam with these settings."""
     return lambda params: torch.optim.Adam(params, lr=lr, betas=betas, **kwargs)
 
 

@@ -38,10 +38,6 @@ def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
     return sum((torch.sum(v * b[k]) for k, v in a.items()), start=torch.zeros((), dtype=_dtype(a)))
 
 
-def sq_norm(a: Mapping[str, Tensor]) -> Tensor:
-    return dot(a, a)
-
-
 def clone(a: Mapping[str, Tensor]) -> Params:
     return {k: v.detach().clone() for k, v in a.items()}
 

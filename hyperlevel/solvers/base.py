@@ -155,10 +155,6 @@ def blow_up(first_loss: Tensor, last_loss: Tensor, first_step: Tensor | None = N
     return grew, g0, gk
 
 
-def identity(t: Tensor) -> Tensor:
-    return t
-
-
 def reduce_list(reduce: Reduce | None, tensors: list[Tensor]) -> list[Tensor]:
     """Apply ``reduce`` to a list of tensors with a single collective call."""
     if reduce is None or not tensors:

@@ -1,4 +1,5 @@
-"""DARTS-style finite-difference hypergradient (TriCo's Alg. 1, "upper-level variable probe")."""
+"""DARTS-style finite-difference hypergradient: one unrolled inner step, its coupled term by a probe of the outer
+variables."""
 
 from __future__ import annotations
 
@@ -30,12 +31,12 @@ class FiniteDifference(Solver):
 
     and the mixed product is replaced by ``(d_o G(o, w + eps v) - d_o G(o, w - eps v)) / (2 eps)`` with
     ``eps = epsilon / ||v||`` (DARTS' scaling, so ``epsilon`` is the length of the probe in parameter space).
-    The probe direction is the *outer* objective's gradient at the unrolled point, as in the DARTS derivation that
-    TriCo cites; TriCo's Alg. 1 writes the lower objective's gradient, which does not approximate the coupled term
+    The probe direction is the *outer* objective's gradient at the unrolled point, as in the DARTS derivation; a
+    probe along the lower objective's gradient (as some write it) does not approximate the coupled term
     (docs/concepts.md). Cost: 5 gradient evaluations and no Hessian-vector product; error ``O(epsilon^2)``.
 
     Args:
-        inner_lr: the step of the one-step unrolled inner update (TriCo's ``gamma_l``).
+        inner_lr: the step of the one-step unrolled inner update (usually the inner level's learning rate).
         epsilon: length of the finite-difference probe (DARTS uses 0.01).
         check_divergence: evaluate the inner loss after the unrolled step (one forward pass, no backward) and
             report ``converged=False`` with a :class:`~hyperlevel.DivergenceWarning` when the step increased it

@@ -4,7 +4,7 @@ Every solver declares a :class:`Declaration`: the :class:`Target` (a scalar func
 the given point: the implicit objective ``F(o, w*(o))``, the K-step unrolled objective ``F(o, w_K(o))``, the
 partial objective ``F(o, w)``, ...), whether it computes that gradient exactly or approximates it and how, and
 which N-level path :func:`hyperlevel.nested_hypergradient` may take with it. ``hyperlevel.testing``,
-``nested_hypergradient``, the engine, the benchmarks and TriCo dispatch on this declaration, never on solver
+``nested_hypergradient``, the engine, the benchmarks and the examples dispatch on this declaration, never on solver
 classes, so a new solver is one file plus one line in :mod:`hyperlevel.solvers.registry`.
 
 A target's :meth:`Target.objective` is a *reference* implementation: plain, graph-free evaluations meant for
