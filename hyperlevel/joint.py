@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from .nested import LevelInfo
 
 
-
 class LagrangianHessian:
     """``v -> Hess(Lag_k) v`` by one backward pass over ``grad_{W_k} Lag_k`` (built once with a graph).
 
