@@ -112,7 +112,7 @@ class Problem:
         used: list[list[set[str]]] = []  # used[j][k]: names of level k's parameters that objective j depends on
         for lv in self.levels:
             with torch.enable_grad():
-                raw = call_objective(lv, points, batches.get(lv.name))
+                raw = call_objective(lv, {k: dict(v) for k, v in points.items()}, batches.get(lv.name))  # own copy
                 if not isinstance(raw, Tensor) or raw.numel() != 1 or not torch.isfinite(raw).all():
                     check_loss(raw, f"objective of level {lv.name!r}")  # raises a clear error
                 *row, used_live = used_names(groups, gradients_by_group(raw.reshape(()), groups))
