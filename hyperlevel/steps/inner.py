@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._flat import unflatten
+from ..functional import zeros_for_none
 from ..solvers.base import reduce_list
 from ..validation import check_loss
 from .base import StepContext, apply_gradients
@@ -54,8 +55,9 @@ def inner_gradient_steps(context: StepContext, levels: Sequence[str], objective_
             value = check_loss(objective(params, batch), f"objective of level {level.name!r}")
             live = [t for lv in levels for t in params[lv].values()]
             gs = torch.autograd.grad(value, live, allow_unused=True)
-        gs = [torch.zeros_like(t) if g is None else g / scale if scale != 1.0 else g
-              for g, t in zip(gs, live, strict=True)]
+        gs = zeros_for_none(gs, live)
+        if scale != 1.0:
+            gs = [g / scale for g in gs]
         value = value / scale if scale != 1.0 else value
         gs = reduce_list(context.reduce, gs)
         keys = [f"{lv}/{n}" for lv in levels for n in params[lv]]
