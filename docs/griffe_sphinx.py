@@ -7,7 +7,8 @@ The docstrings are Google style with three Sphinx habits that Markdown would pri
   of the documented object, as Sphinx does, and ``mkdocs build --strict`` fails on a reference that no longer
   resolves (a renamed or removed name). Names of other libraries (``torch.func.functional_call``) become plain
   code: no inventory of theirs is loaded, so the build needs no network;
-* ``.. math:: expr`` (one line): a ``tex`` code block;
+* ``.. math:: expr`` (one line): a ``tex`` code block; a paragraph ending in ``::`` ends in ``:`` (its indented
+  block is already a Markdown code block);
 * an ``Example:`` heading over doctest lines: griffe's ``Examples:`` section (``Example:`` would be an admonition
   that shows the ``>>>`` prompts as nested quotes).
 
@@ -25,6 +26,7 @@ _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|exc|obj|const):`(
 # roots of other libraries whose names are written out in roles
 _EXTERNAL = ("torch", "numpy", "scipy", "PIL", "skimage", "torchvision", "typing", "collections", "pathlib")
 _MATH = re.compile(r"^([ \t]*)\.\. math::[ \t]*(\S.*)$", re.M)
+_LITERAL = re.compile(r"(?<=\S)::[ \t]*$", re.M)
 _EXAMPLE = re.compile(r"^([ \t]*)Example:[ \t]*\n(?=\s*>>>)", re.M)
 
 
@@ -44,6 +46,7 @@ def convert(text: str, module: bool = False) -> str:
     ``module``: the docstring is a (non-package) module's, where a role's leading dot names a sibling module.
     """
     text = _ROLE.sub(lambda m: _link(m, module), text)
+    text = _LITERAL.sub(":", text)
     text = _MATH.sub(lambda m: f"{m[1]}```tex\n{m[1]}{m[2]}\n{m[1]}```", text)
     return _EXAMPLE.sub(lambda m: f"{m[1]}Examples:\n", text)
 
