@@ -43,7 +43,8 @@ def _link(match: re.Match[str], sibling: bool) -> str:
 def convert(text: str, module: bool = False) -> str:
     """``text`` with roles as cross-references, math directives as code blocks, ``Example:`` as ``Examples:``.
 
-    ``module``: the docstring is a (non-package) module's, where a role's leading dot names a sibling module.
+    ``module``: the docstring is a module's other than an ``__init__``, where a role's leading dot names a sibling
+    module (in an ``__init__`` it names a member of the package, as in mkdocstrings).
     """
     text = _ROLE.sub(lambda m: _link(m, module), text)
     text = _LITERAL.sub(":", text)
@@ -56,4 +57,4 @@ class SphinxConventions(griffe.Extension):
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = convert(obj.docstring.value, module=obj.is_module and not obj.is_package)
+            obj.docstring.value = convert(obj.docstring.value, module=obj.is_module and not obj.is_init_module)

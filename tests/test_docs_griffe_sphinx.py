@@ -71,3 +71,16 @@ def test_griffe_loads_the_extension_and_parses_the_rewritten_docstring(tmp_path)
     assert sections[0].value == "Double ``x`` ([`Thing`][pkg.Thing] unused)."
     assert [p.name for p in sections[1].value] == ["x"]
     assert sections[2].value[0][1] == ">>> f(2)\n4"
+
+
+def test_leading_dot_in_a_subpackage_init_is_a_member_and_in_a_module_a_sibling(tmp_path):
+    sub = tmp_path / "top" / "sub"
+    sub.mkdir(parents=True)
+    (tmp_path / "top" / "__init__.py").write_text('"""Top: :mod:`.sub`."""\n')
+    (sub / "__init__.py").write_text('"""Sub: :mod:`.a` and :mod:`.b`."""\n')
+    (sub / "a.py").write_text('"""A: see :mod:`.b`."""\n')
+    (sub / "b.py").write_text('"""B."""\n')
+    top = griffe.load("top", search_paths=[str(tmp_path)], extensions=griffe.load_extensions(EXTENSION))
+    assert top.docstring.value == "Top: [`sub`][.sub]."
+    assert top["sub"].docstring.value == "Sub: [`a`][.a] and [`b`][.b]."
+    assert top["sub.a"].docstring.value == "A: see [`b`][..b]."
