@@ -48,8 +48,8 @@ def engine_state(engine: Engine) -> dict[str, Any]:
 
 def load_engine_state(engine: Engine, state: Mapping[str, Any]) -> None:
     """Put ``engine`` back where ``state`` was taken; the phase's optimizers are rebuilt and loaded on the
-    next step. Raises :class:`InvalidProblemError` for another schedule, :class:`CheckpointError` for another
-    problem."""
+    next step. Raises :class:`~hyperlevel.InvalidProblemError` for another schedule,
+    :class:`~hyperlevel.checkpoint.CheckpointError` for another problem."""
     if state.get("format") != CHECKPOINT_FORMAT:
         raise InvalidProblemError(
             f"not a hyperlevel engine checkpoint (format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
