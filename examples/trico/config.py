@@ -249,11 +249,11 @@ class EvalConfig:
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lpips", "rmse", "fsim"])
 
     def validate(self, key: str) -> None:
-        from .metrics import ALL_METRICS
+        from examples.restoration.metrics import METRICS  # the toolkit's metric registry
 
-        bad = [m for m in self.metrics if m not in ALL_METRICS]
+        bad = [m for m in self.metrics if m not in METRICS]
         if bad:
-            raise ConfigError(f"{key}.metrics: unknown metric(s) {bad}; choose from {list(ALL_METRICS)}")
+            raise ConfigError(f"{key}.metrics: unknown metric(s) {bad}; choose from {METRICS.names()}")
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -87,9 +86,3 @@ def no_reference() -> tuple[str, ...]:
 
 def lower_is_better(name: str) -> bool:
     return METRICS.get(name).lower_is_better
-
-
-def describe(name: str) -> dict[str, Any]:  # used by the docs table
-    m = METRICS.get(name)
-    return {"name": m.name, "needs_target": m.needs_target, "lower_is_better": m.lower_is_better,
-            "parameters": m.parameters, "description": m.description}
