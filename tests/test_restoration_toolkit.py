@@ -313,3 +313,48 @@ def _batch():
 
     x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     return MetricBatch(x, x.flip(-1), MetricConventions())
+
+
+def test_the_toolkit_imports_no_task_and_trico_no_other_example():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+
+    def imported(path):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                yield from (a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                yield node.module
+
+    for path in (root / "restoration").rglob("*.py"):
+        bad = [m for m in imported(path) if m.startswith("examples") and not m.startswith("examples.restoration")]
+        assert not bad, f"{path} imports {bad}"
+    for path in (root / "trico").rglob("*.py"):
+        bad = [m for m in imported(path) if m.startswith("examples")
+               and not m.startswith(("examples.restoration", "examples.trico"))]
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_restore_files_writes_results_and_never_destroys_data(tmp_path, capsys):
+    from examples.restoration.batch import image_inputs, restore_files
+    from examples.restoration.imageio import read_image, write_image
+
+    src = tmp_path / "in"
+    img = torch.rand(3, 6, 5, generator=torch.Generator().manual_seed(0))
+    write_image(src / "a.png", img)
+    write_image(src / "a.jpg", img)  # same stem: its output would replace a.png's
+    (src / "notes.txt").write_text("x")
+    files, skipped = image_inputs(src)
+    assert [p.name for p in files] == ["a.jpg", "a.png"] and [p.name for p in skipped] == ["notes.txt"]
+    failed = restore_files(lambda x: 1.0 - x, files, tmp_path / "out", skipped=skipped)
+    assert failed == 1 and "already written" in capsys.readouterr().err
+    out = read_image(tmp_path / "out" / "a.png")  # from a.jpg (first in name order), inverted
+    torch.testing.assert_close(out, 1.0 - read_image(src / "a.jpg"), rtol=0, atol=0.5 / 255 + 1e-6)
+    before = read_image(src / "a.png")
+    assert restore_files(lambda x: 1.0 - x, [src / "a.png"], src) == 1  # an input is never an output
+    assert read_image(src / "a.png").equal(before)
+    assert restore_files(lambda x: x, [src / "a.png"], tmp_path / "out") == 1  # exists, no overwrite
+    assert restore_files(lambda x: x, [src / "a.png"], tmp_path / "out", overwrite=True) == 0
+    torch.testing.assert_close(read_image(tmp_path / "out" / "a.png"), read_image(src / "a.png"))

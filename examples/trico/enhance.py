@@ -18,7 +18,6 @@ failed; files of a folder that are not images are listed as skipped. Exit status
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -68,16 +67,6 @@ def enhance_image(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: i
     return y.float().clamp(0.0, 1.0).cpu()
 
 
-def _inputs(path: Path) -> tuple[list[Path], list[Path]]:
-    """The image files to enhance, and the other files of a folder (skipped, but reported)."""
-    from examples.restoration.imageio import is_image_file
-
-    if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        return [p for p in entries if is_image_file(p)], [p for p in entries if not is_image_file(p)]
-    return [path], []
-
-
 def run(args: argparse.Namespace) -> int:
     from .cli_errors import handle_errors
 
@@ -85,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from examples.restoration.imageio import read_image, write_image
+    from examples.restoration.batch import image_inputs, restore_files
 
     from .checkpoint import load_model
     from .cli_errors import DataError, UsageError, check_output_dir
@@ -107,52 +96,15 @@ def _run_cli(args: argparse.Namespace) -> int:
     bits = args.bits if args.bits is not None else (16 if args.format == "tif" else 8)
     if args.format == "jpg" and bits == 16:
         raise UsageError("JPEG output is 8-bit only; use --format png or tif for --bits 16")
-    files, skipped = _inputs(src)
+    files, skipped = image_inputs(src)
     if not files:
         raise DataError(f"no images in {src} (looked for {', '.join(sorted(_extensions()))}); "
                         "give a folder holding images")
     out_dir = check_output_dir(args.output)  # before the model is loaded or anything computed
     model, config = load_model(args.checkpoint, map_location=args.device)
     checkpoint_scale(config, args.scale, args.checkpoint)
-    inputs = {p.resolve() for p in files}
-    written: dict[Path, Path] = {}
-    failed = 0
-    for path in files:
-        target = out_dir / (path.stem + ext)
-        resolved = target.resolve()
-        # Never destroy data: an input, a file written earlier in this run (a.png and a.jpg both give a.png), or
-        # an existing file unless --overwrite.
-        reason = None
-        if resolved in inputs:
-            reason = "it is an input image; choose another --output"
-        elif resolved in written:
-            reason = f"it was already written for {written[resolved]} (same name, other extension)"
-        elif target.exists() and not getattr(args, "overwrite", False):
-            reason = "it exists (pass --overwrite to replace it)"
-        if reason is not None:
-            failed += 1
-            print(f"error: not writing {target} for {path}: {reason}", file=sys.stderr)
-            continue
-        try:
-            x = read_image(path)
-        except (OSError, ValueError) as exc:
-            failed += 1
-            print(f"error: cannot read {path}: {exc}", file=sys.stderr)
-            continue
-        try:
-            y = enhance_image(model, x, args.tile, args.tile_overlap, args.device)
-            write_image(target, y, bits=bits)
-            written[resolved] = path
-        except (RuntimeError, OSError, ValueError) as exc:
-            failed += 1
-            print(f"error: cannot enhance {path}: {exc}", file=sys.stderr)
-            continue
-        print(f"{path} -> {target} ({x.shape[-1]}x{x.shape[-2]} -> {y.shape[-1]}x{y.shape[-2]})")
-    if skipped:
-        shown = ", ".join(p.name for p in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        print(f"skipped {len(skipped)} file(s) that are not images: {shown}", file=sys.stderr)
-    if failed:
-        print(f"{failed} of {len(files)} file(s) failed", file=sys.stderr)
+    failed = restore_files(lambda x: enhance_image(model, x, args.tile, args.tile_overlap, args.device), files,
+                           out_dir, ext=ext, bits=bits, overwrite=getattr(args, "overwrite", False), skipped=skipped)
     return 1 if failed else 0
 
 
