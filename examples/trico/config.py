@@ -1,7 +1,8 @@
 """Typed configuration of ``python -m examples.trico train`` (YAML, validated on load).
 
 A config file is YAML read with ``yaml.safe_load`` (never ``eval``); its mapping is converted into the
-dataclasses below by the restoration toolkit's typed converter (:mod:`examples.restoration.config`). Unknown keys, wrong types and bad values raise :class:`ConfigError` naming the full dotted key
+dataclasses below by the restoration toolkit's typed converter (:mod:`examples.restoration.config`). Unknown
+keys, wrong types and bad values raise :class:`ConfigError` naming the full dotted key
 (``train.s1.max_steps: expected int, got str 'ten'``). ``--set key=value`` overrides are applied to the raw
 mapping before validation; their values are parsed as YAML scalars (``--set train.lr.gamma_u=1e-3``).
 
