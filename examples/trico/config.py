@@ -120,8 +120,17 @@ class LossConfig:
     ssim_kernel_size: int = 11
     ssim_sigma: float = 1.5
     weights_init: float = 1.0
+    #: the candidate loss set T (Sec. 3.4): one learned weight per entry. Leave out ``perceptual`` where no
+    #: pretrained VGG19 exists (the shipped model): random VGG features are not a perceptual measure.
+    candidates: list[str] = field(default_factory=lambda: ["luminance", "l1", "perceptual", "ssim", "tv"])
 
     def validate(self, key: str) -> None:
+        from .losses import LOSS_NAMES
+
+        if not self.candidates or len(set(self.candidates)) != len(self.candidates) or \
+                any(n not in LOSS_NAMES for n in self.candidates):
+            raise ConfigError(f"{key}.candidates: a non-empty subset of {list(LOSS_NAMES)} without repeats, "
+                              f"got {self.candidates}")
         if self.ssim_kernel_size < 3 or self.ssim_kernel_size % 2 == 0:
             raise ConfigError(f"{key}.ssim_kernel_size: odd and >= 3, got {self.ssim_kernel_size}")
         if not self.weights_init > 0:
