@@ -47,7 +47,7 @@ def bm3d(y: np.ndarray, k: np.ndarray, sigma: float) -> np.ndarray:
 
     if not hasattr(np, "trapz"):  # bm4d 4.2.5 calls np.trapz, removed in NumPy 2.4 (renamed trapezoid)
         np.trapz = np.trapezoid
-    return bm3d_package.bm3d_deblurring(y, sigma, k)
+    return bm3d_package.bm3d_deblurring(y[..., None], sigma, k)  # bm3d 4.0.3 fails on 2-D input under bm4d 4.2.5
 
 
 def available() -> dict[str, Baseline]:

@@ -86,7 +86,8 @@ def figure(results: dict[str, dict], cases: list, per_photo: int, path: Path) ->
     return best
 
 
-def main(out: str | Path, settings: Settings, crop: int = 128, per_photo: int = 2) -> dict[str, dict]:
+def main(out: str | Path, settings: Settings, crop: int = 128, per_photo: int = 2,
+         methods: list[str] | None = None) -> dict[str, dict]:
     """Train, evaluate, write ``report.md`` and ``figure.png`` into ``out``; returns the results."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,7 @@ def main(out: str | Path, settings: Settings, crop: int = 128, per_photo: int = 
     hl.Engine(problem, phases, callbacks=[hl.CSVLogger(out / "log.csv")]).run()
     train_cpu = time.process_time() - c0
     cases = test_cases(crop, per_photo)
-    results = evaluate(net.eval(), cases)
+    results = evaluate(net.eval(), cases, methods)
     best = figure(results, cases, per_photo, out / "figure.png")
     text = report_markdown(results, cases, settings, weights.weights(), train_cpu)
     text += (f"Best baseline in the figure: {best}. Whole demo: {time.time() - t0:.0f} s wall, "
