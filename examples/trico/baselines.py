@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.degradations import linear_to_srgb, srgb_to_linear
+from examples.restoration.degradations import linear_to_srgb, srgb_to_linear
 
 __all__ = ["BASELINES", "BASELINE_LABELS", "LUMA_WEIGHTS", "MID_GREY", "bicubic_baseline",
            "brightened_bicubic_baseline", "linear_gain", "linear_gain_bicubic_baseline", "clahe",

@@ -1,4 +1,4 @@
-"""Command line of the TriCo example: ``python -m examples.trico {train,enhance,evaluate,profile,demo,study}``.
+"""Command line of the TriCo example: ``python -m examples.trico COMMAND`` (train, enhance, evaluate, ...).
 
 - ``train --config FILE [--resume [PATH] | --overwrite] [--out DIR] [--set key=value ...]``: tri-level training
   (train.py); ``--resume`` without a path continues from ``OUT/checkpoints/last.pt`` (or, if that file is
@@ -77,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, enhance, evaluate, export, profile, study
+    from . import demo, enhance, evaluate, export, profile, select, study
 
     parser = argparse.ArgumentParser(prog="python -m examples.trico",
                                      description="TriCo: low-light super-resolution trained as a tri-level problem")
@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                                ("profile", profile, "parameters, MACs and latency of the network"),
                                ("demo", demo, "short end-to-end demo on the embedded data (make demo)"),
                                ("export", export, "write the shipped model (safetensors) and its measured card"),
-                               ("study", study, "ablations over seeds with confidence intervals")):
+                               ("study", study, "ablations over seeds with confidence intervals"),
+                               ("select", select, "pick a run's checkpoint on its held-out validation photos")):
         p = sub.add_parser(name, help=text, description=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
         p.set_defaults(func=module.run)

@@ -26,11 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from examples.restoration.data.common import DataError  # noqa: F401 - re-exported: the data error of every command (status 3)
 from hyperlevel import HyperlevelError
 from hyperlevel.checkpoint import CheckpointError
 from hyperlevel.runfolder import RunFolderError
-
-from .data.common import DataError  # noqa: F401 - re-exported: the data error of every command (status 3)
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_DATA", "EXIT_CHECKPOINT", "EXIT_RUN_FOLDER", "EXIT_OUTPUT",
            "UsageError", "DataError", "OutputPathError", "handle_errors", "check_output_file",
@@ -48,8 +47,9 @@ class OutputPathError(OSError):
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:
+    from examples.restoration.imageio import ImageReadError
+
     from .config import ConfigError
-    from .imageio import ImageReadError
 
     if isinstance(exc, ConfigError | UsageError):
         return EXIT_USAGE, str(exc)

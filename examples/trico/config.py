@@ -1,7 +1,7 @@
 """Typed configuration of ``python -m examples.trico train`` (YAML, validated on load).
 
 A config file is YAML read with ``yaml.safe_load`` (never ``eval``); its mapping is converted into the
-dataclasses below. Unknown keys, wrong types and bad values raise :class:`ConfigError` naming the full dotted key
+dataclasses below by the restoration toolkit's typed converter (:mod:`examples.restoration.config`). Unknown keys, wrong types and bad values raise :class:`ConfigError` naming the full dotted key
 (``train.s1.max_steps: expected int, got str 'ten'``). ``--set key=value`` overrides are applied to the raw
 mapping before validation; their values are parsed as YAML scalars (``--set train.lr.gamma_u=1e-3``).
 
@@ -11,27 +11,18 @@ See ``docs/trico.md`` for the meaning of every key; ``configs/demo.yaml`` is the
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 import hyperlevel
+from examples.restoration.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 
 __all__ = ["ConfigError", "TrainConfig", "ModelConfig", "DataConfig", "LossConfig", "SolverConfig", "PhaseConfig",
            "LearningRates", "SchedulerConfig", "AlgorithmConfig", "LogConfig", "EvalConfig", "load_config",
            "config_from_dict", "config_to_dict", "apply_overrides", "CONFIG_DIR", "solver_params"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the offending key."""
 
 
 @dataclass
@@ -258,11 +249,11 @@ class EvalConfig:
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "lpips", "rmse", "fsim"])
 
     def validate(self, key: str) -> None:
-        from .metrics import ALL_METRICS
+        from examples.restoration.metrics import METRICS  # the toolkit's metric registry
 
-        bad = [m for m in self.metrics if m not in ALL_METRICS]
+        bad = [m for m in self.metrics if m not in METRICS]
         if bad:
-            raise ConfigError(f"{key}.metrics: unknown metric(s) {bad}; choose from {list(ALL_METRICS)}")
+            raise ConfigError(f"{key}.metrics: unknown metric(s) {bad}; choose from {METRICS.names()}")
 
 
 @dataclass
@@ -280,151 +271,19 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------------ conversion
-_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "null"
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{key}: may not be null")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {_type_name(tp)}, got "
-                          f"{type(value).__name__} {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: must be one of {list(args)}, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
-        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    if value is None:
-        raise ConfigError(f"{key}: may not be null (expected {_type_name(tp)})")
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected bool (true/false), got {type(value).__name__} {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected int, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
-            value = float(value)  # PyYAML (YAML 1.1) reads 1e-4 as a string; accept numeric literals
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected float, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value):  # .inf / .nan parse as floats but no setting here means them
-            raise ConfigError(f"{key}: must be a finite number, got {value}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected str, got {type(value).__name__} {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")  # pragma: no cover - schema bug
-
-
-def _from_dict(cls: type, data: Any, key: str) -> Any:
-    where = key or "the config"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        prefix = f"{key}." if key else ""
-        raise ConfigError(f"unknown key {prefix}{unknown[0]!s}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
-                          + f"; known keys{' of ' + key if key else ''}: {names}")
-    kwargs = {}
-    for name in names:
-        if name in data:
-            kwargs[name] = _convert(data[name], hints[name], f"{key}.{name}" if key else name)
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate(key or "config")
-    return obj
-
-
 def config_from_dict(data: Any) -> TrainConfig:
     """Validate a plain mapping (as ``yaml.safe_load`` returns it) into a :class:`TrainConfig`."""
-    return _from_dict(TrainConfig, data, "")
+    return from_dict(TrainConfig, data)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """The plain-dict form (YAML/checkpoint friendly) of a config dataclass."""
-    return dataclasses.asdict(config)
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings to a raw config mapping (values parsed as YAML; keys validated later)."""
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"--set {item!r}: malformed key {key!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {key}: cannot parse value {text!r}: {err}") from err
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a mapping")
-            node = child
-        node[parts[-1]] = value
-    return data
+    return to_dict(config)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read, override and validate a YAML config file."""
-    path = Path(path)
-    if not path.is_file() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").is_file():
-        path = CONFIG_DIR / f"{path}.yaml"  # "demo" -> configs/demo.yaml
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    try:
-        return config_from_dict(apply_overrides(data, overrides))
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    """Read, override and validate a YAML config file (a bare name: ``configs/NAME.yaml``)."""
+    return load_yaml(TrainConfig, path, overrides, config_dir=CONFIG_DIR)
 
 
 def load_config_for_cli(path: str | Path, overrides: list[str] | None) -> TrainConfig | None:

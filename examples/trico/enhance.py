@@ -18,11 +18,12 @@ failed; files of a folder that are not images are listed as skipped. Exit status
 from __future__ import annotations
 
 import argparse
-import math
-import sys
 from pathlib import Path
 
 import torch
+
+from examples.restoration.tiling import blend_ramp, tile_starts
+from examples.restoration.tiling import enhance_tiled as _tiled
 
 __all__ = ["add_arguments", "run", "enhance_tiled", "enhance_image", "tile_starts", "blend_ramp"]
 
@@ -45,75 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace existing files in --output (never an input file)")
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)``, evenly spread, with neighbours sharing
-    at least ``overlap`` pixels."""
-    if tile >= length:
-        return [0]
-    n = math.ceil((length - tile) / (tile - overlap)) + 1
-    return sorted({round(i * (length - tile) / (n - 1)) for i in range(n)})
-
-
-def blend_ramp(length: int, ramp_start: int, ramp_end: int, dtype=torch.float32) -> torch.Tensor:
-    """1-D blending weights of a tile of ``length`` samples that overlaps its neighbours by ``ramp_start`` and
-    ``ramp_end`` samples (0: image border, weight 1 up to the edge).
-
-    In an overlap of ``n`` samples the outer ``n // 4`` are discarded (weight 0: the tile's own border effects
-    live there), the middle part is a cosine ramp and the inner ``n // 4`` keep weight 1. The neighbour's ramp
-    is the mirror image, so the weights of two neighbours add up to exactly 1 across their overlap.
-    """
-    w = torch.ones(length, dtype=dtype)
-    for n, side in ((ramp_start, "start"), (ramp_end, "end")):
-        n = min(n, length)
-        if n <= 0:
-            continue
-        m = n // 4
-        r = n - 2 * m
-        up = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(r, dtype=dtype) + 0.5) / r)
-        ramp = torch.cat([torch.zeros(m, dtype=dtype), up, torch.ones(m, dtype=dtype)])
-        if side == "start":
-            w[:n] = torch.minimum(w[:n], ramp)
-        else:
-            w[length - n :] = torch.minimum(w[length - n :], ramp.flip(0))
-    return w
-
-
 @torch.no_grad()
 def enhance_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 256, overlap: int = 32) -> torch.Tensor:
-    """Run ``model`` on ``x`` ((3, H, W) or (B, 3, H, W)) in overlapping tiles and return the blended ``y``
-    ((B,) 3, sH, sW). ``tile <= 0`` or an image no larger than one tile runs in one piece."""
-    squeeze = x.dim() == 3
-    if squeeze:
-        x = x.unsqueeze(0)
-    b, c, h, w = x.shape
+    """Run the TriCo ``model`` on ``x`` ((3, H, W) or (B, 3, H, W)) in overlapping tiles (the toolkit's
+    :func:`examples.restoration.tiling.enhance_tiled`) and return the blended ``y`` ((B,) 3, sH, sW).
+    ``tile <= 0`` or an image no larger than one tile runs in one piece."""
+    h, w = x.shape[-2:]
     if tile <= 0 or (h <= tile and w <= tile):
-        y = model(x).y
-        return y[0] if squeeze else y
+        return _tiled(lambda t: model(t).y, x, tile, overlap, scale=model.scale)
     # one global exposure for the whole image, not one per tile (tiles of a dark photo differ in brightness)
-    gain = {"gain": model.exposure_gain(x)} if hasattr(model, "exposure_gain") else {}
-    if not 0 <= overlap < tile:
-        raise ValueError(f"tile overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
-    s = model.scale
-    out = torch.zeros(b, c, s * h, s * w, dtype=torch.float32, device=x.device)
-    weight = torch.zeros(1, 1, s * h, s * w, dtype=torch.float32, device=x.device)
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    for i, y0 in enumerate(ys):
-        th = min(tile, h - y0)
-        # ramp over the real overlap with the previous / next tile (none at the image border)
-        top = (ys[i - 1] + tile - y0) if i > 0 else 0
-        bottom = (y0 + th - ys[i + 1]) if i + 1 < len(ys) else 0
-        wy = blend_ramp(s * th, s * top, s * bottom).to(x.device)
-        for j, x0 in enumerate(xs):
-            tw = min(tile, w - x0)
-            left = (xs[j - 1] + tile - x0) if j > 0 else 0
-            right = (x0 + tw - xs[j + 1]) if j + 1 < len(xs) else 0
-            wx = blend_ramp(s * tw, s * left, s * right).to(x.device)
-            y = model(x[..., y0 : y0 + th, x0 : x0 + tw], **gain).y.float()
-            wt = (wy[:, None] * wx[None, :])[None, None]
-            out[..., s * y0 : s * (y0 + th), s * x0 : s * (x0 + tw)] += y * wt
-            weight[..., s * y0 : s * (y0 + th), s * x0 : s * (x0 + tw)] += wt
-    y = (out / weight.clamp_min(1e-12)).to(x.dtype)
-    return y[0] if squeeze else y
+    batch = x if x.dim() == 4 else x.unsqueeze(0)
+    gain = {"gain": model.exposure_gain(batch)} if hasattr(model, "exposure_gain") else {}
+    return _tiled(lambda t: model(t, **gain).y, x, tile, overlap, scale=model.scale)
 
 
 def enhance_image(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int, device: str) -> torch.Tensor:
@@ -123,16 +67,6 @@ def enhance_image(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: i
     return y.float().clamp(0.0, 1.0).cpu()
 
 
-def _inputs(path: Path) -> tuple[list[Path], list[Path]]:
-    """The image files to enhance, and the other files of a folder (skipped, but reported)."""
-    from .imageio import is_image_file
-
-    if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        return [p for p in entries if is_image_file(p)], [p for p in entries if not is_image_file(p)]
-    return [path], []
-
-
 def run(args: argparse.Namespace) -> int:
     from .cli_errors import handle_errors
 
@@ -140,10 +74,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    from examples.restoration.batch import image_inputs, restore_files
+
     from .checkpoint import load_model
     from .cli_errors import DataError, UsageError, check_output_dir
     from .evaluate import checkpoint_scale
-    from .imageio import read_image, write_image
 
     src = Path(args.input)
     if not src.exists():
@@ -161,57 +96,20 @@ def _run_cli(args: argparse.Namespace) -> int:
     bits = args.bits if args.bits is not None else (16 if args.format == "tif" else 8)
     if args.format == "jpg" and bits == 16:
         raise UsageError("JPEG output is 8-bit only; use --format png or tif for --bits 16")
-    files, skipped = _inputs(src)
+    files, skipped = image_inputs(src)
     if not files:
         raise DataError(f"no images in {src} (looked for {', '.join(sorted(_extensions()))}); "
                         "give a folder holding images")
     out_dir = check_output_dir(args.output)  # before the model is loaded or anything computed
     model, config = load_model(args.checkpoint, map_location=args.device)
     checkpoint_scale(config, args.scale, args.checkpoint)
-    inputs = {p.resolve() for p in files}
-    written: dict[Path, Path] = {}
-    failed = 0
-    for path in files:
-        target = out_dir / (path.stem + ext)
-        resolved = target.resolve()
-        # Never destroy data: an input, a file written earlier in this run (a.png and a.jpg both give a.png), or
-        # an existing file unless --overwrite.
-        reason = None
-        if resolved in inputs:
-            reason = "it is an input image; choose another --output"
-        elif resolved in written:
-            reason = f"it was already written for {written[resolved]} (same name, other extension)"
-        elif target.exists() and not getattr(args, "overwrite", False):
-            reason = "it exists (pass --overwrite to replace it)"
-        if reason is not None:
-            failed += 1
-            print(f"error: not writing {target} for {path}: {reason}", file=sys.stderr)
-            continue
-        try:
-            x = read_image(path)
-        except (OSError, ValueError) as exc:
-            failed += 1
-            print(f"error: cannot read {path}: {exc}", file=sys.stderr)
-            continue
-        try:
-            y = enhance_image(model, x, args.tile, args.tile_overlap, args.device)
-            write_image(target, y, bits=bits)
-            written[resolved] = path
-        except (RuntimeError, OSError, ValueError) as exc:
-            failed += 1
-            print(f"error: cannot enhance {path}: {exc}", file=sys.stderr)
-            continue
-        print(f"{path} -> {target} ({x.shape[-1]}x{x.shape[-2]} -> {y.shape[-1]}x{y.shape[-2]})")
-    if skipped:
-        shown = ", ".join(p.name for p in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        print(f"skipped {len(skipped)} file(s) that are not images: {shown}", file=sys.stderr)
-    if failed:
-        print(f"{failed} of {len(files)} file(s) failed", file=sys.stderr)
+    failed = restore_files(lambda x: enhance_image(model, x, args.tile, args.tile_overlap, args.device), files,
+                           out_dir, ext=ext, bits=bits, overwrite=getattr(args, "overwrite", False), skipped=skipped)
     return 1 if failed else 0
 
 
 def _extensions() -> tuple[str, ...]:
-    from .imageio import IMAGE_EXTENSIONS
+    from examples.restoration.imageio import IMAGE_EXTENSIONS
 
     return IMAGE_EXTENSIONS
 

@@ -51,30 +51,23 @@ def build_eval_dataset(spec: str, scale: int = 2, split: str = "test", seed: int
                        ev_range: tuple[float, float] = (2.5, 4.5), degradation: str | None = "seen") -> Dataset:
     """Dataset of full test images from a data spec (see the module docstring); ``degradation`` (``seen``,
     ``unseen``, or ``None`` for the first-wave model) applies to the synthetic specs."""
-    from .data import Rellisur, SyntheticPairs, embedded_dataset
-    from .data.degradations import build_degradation
+    from .data.sources import SOURCES
 
-    kind, _, path = spec.partition(":")
+    kind = spec.partition(":")[0]
     if kind == "embedded":
-        return embedded_dataset("test", scale=scale, seed=seed, degradation=degradation)
-    if kind == "rellisur":
-        if not path:
-            raise ValueError("use --data rellisur:/path/to/RELLISUR")
-        return Rellisur(path, split=split, scale=scale, exposures=exposures, centre_crop=centre_crop, seed=seed)
-    if kind == "folder":
-        if not path:
-            raise ValueError("use --data folder:/path/to/photos")
-        model = build_degradation(degradation) if degradation is not None else None
-        return SyntheticPairs(path, scale=scale, ev_range=ev_range, crop=None, centre_crop=centre_crop,
-                              seed=seed, augment=False, fixed_ev=True, degradation=model)
-    raise ValueError(f"unknown data spec {spec!r}: use embedded, rellisur:/path or folder:/path")
+        split = "test"  # the embedded evaluation set is the test split (select.py builds the 'val' one)
+    options = {"degradation": degradation} if kind in SOURCES and SOURCES.get(kind).synthetic else {}
+    return SOURCES.build(spec, split, scale=scale, seed=seed, centre_crop=centre_crop, exposures=exposures,
+                         ev_range=ev_range, **options)
 
 
 def build_eval_datasets(spec: str, scale: int = 2, degradations: Sequence[str] = ("seen", "unseen"),
                         **kwargs) -> dict[str, Dataset]:
     """``{degradation: dataset}``: one dataset per degradation model for synthetic specs (``embedded``,
     ``folder``: the same photos, exposures and seeds under each model); ``{"real": dataset}`` for RELLISUR."""
-    if spec.partition(":")[0] == "rellisur":
+    from .data.sources import SOURCES
+
+    if not SOURCES.is_synthetic(spec):
         return {"real": build_eval_dataset(spec, scale=scale, **kwargs)}
     return {d: build_eval_dataset(spec, scale=scale, degradation=d, **kwargs) for d in degradations}
 

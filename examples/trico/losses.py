@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from examples.restoration.metrics.fullref import ssim_value
+
 __all__ = ["LOSS_NAMES", "PAPER_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "VGG19_FILENAME",
            "PerceptualWeightsMissing", "luminance_loss", "l1_loss", "ssim_loss", "ssim_value", "tv_loss",
            "VGG19Features", "perceptual_loss", "CandidateLosses", "default_vgg19_path"]
@@ -79,28 +81,6 @@ def tv_loss(y: torch.Tensor) -> torch.Tensor:
     dh = (y[..., :, 1:] - y[..., :, :-1]).abs().mean()
     dv = (y[..., 1:, :] - y[..., :-1, :]).abs().mean()
     return dh + dv
-
-
-def _gaussian_kernel(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
-    from piq.functional import gaussian_filter
-
-    k = gaussian_filter(size, sigma, device=like.device, dtype=like.dtype)  # (1, size, size)
-    return k.expand(channels, 1, size, size).contiguous()
-
-
-def ssim_value(x: torch.Tensor, y: torch.Tensor, kernel_size: int = 11, sigma: float = 1.5,
-               data_range: float = 1.0, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """Mean SSIM over batch and channels (piq's per-channel SSIM, no down-sampling, no range assert)."""
-    from piq.ssim import _ssim_per_channel
-
-    if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"SSIM expects two (N, C, H, W) tensors of the same shape, got {x.shape} and {y.shape}")
-    if min(x.shape[-2:]) < kernel_size:
-        raise ValueError(f"SSIM window {kernel_size} is larger than the image {tuple(x.shape[-2:])}; "
-                         f"use a smaller ssim kernel_size or larger crops")
-    kernel = _gaussian_kernel(kernel_size, sigma, x.shape[1], x)
-    ssim_map, _ = _ssim_per_channel(x=x / data_range, y=y / data_range, kernel=kernel, data_range=1.0, k1=k1, k2=k2)
-    return ssim_map.mean()
 
 
 def ssim_loss(y: torch.Tensor, target: torch.Tensor, kernel_size: int = 11, sigma: float = 1.5) -> torch.Tensor:

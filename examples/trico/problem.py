@@ -49,7 +49,7 @@ from hyperlevel import (
 )
 
 from .config import SolverConfig, TrainConfig
-from .data import collate_samples, embedded_dataset, split_upper_lower
+from .data import collate_samples, split_upper_lower
 from .losses import LOSS_NAMES, CandidateLosses
 
 __all__ = ["LEVELS", "TriCoSetup", "make_objective", "build_solver", "build_train_data", "build_setup",
@@ -97,22 +97,14 @@ def build_solver(cfg: SolverConfig, inner_lr: float) -> hyperlevel.solvers.Solve
 
 
 def build_train_data(config: TrainConfig) -> torch.utils.data.Dataset:
-    """The whole training set ``D`` (items keyed by ``(index, epoch)``)."""
+    """The whole training set ``D`` (items keyed by ``(index, epoch)``), from TriCo's data-source registry."""
+    from .data.sources import SOURCES
+
     d = config.data
-    scale = config.model.scale
-    if d.source == "embedded":
-        return embedded_dataset("train", scale=scale, crop=d.crop, seed=d.seed, ev_range=tuple(d.ev_range),
-                                samples_per_epoch=d.samples_per_epoch, degradation=d.build_degradation(),
-                                holdout=tuple(d.holdout))
-    if d.source == "folder":
-        from .data import SyntheticPairs
-
-        return SyntheticPairs(d.root, scale=scale, ev_range=tuple(d.ev_range), crop=d.crop, seed=d.seed,
-                              samples_per_epoch=d.samples_per_epoch, degradation=d.build_degradation())
-    from .data import Rellisur
-
-    return Rellisur(d.root, split="Train", scale=scale, exposures=d.exposures, crop=d.crop, augment=True,
-                    seed=d.seed)
+    degradation = d.build_degradation() if SOURCES.get(d.source).synthetic else None
+    return SOURCES.build(d.source, "train", root=d.root, scale=config.model.scale, crop=d.crop, seed=d.seed,
+                         ev_range=tuple(d.ev_range), samples_per_epoch=d.samples_per_epoch, degradation=degradation,
+                         holdout=tuple(d.holdout), exposures=d.exposures)
 
 
 @dataclass

@@ -73,6 +73,7 @@ def checkpoint_extra(setup: TriCoSetup, config: TrainConfig) -> Callable[[], dic
     def extra() -> dict[str, Any]:
         model = setup.model
         return {
+            "model_builder": "trico",  # the restoration toolkit's loader finds TriCo's builder by this name
             "model_config": dict(model.config),
             "model": {k: v.detach().cpu().clone() for k, v in model.trainable_state_dict().items()},
             "loss_weights": setup.loss_weights.weights(),

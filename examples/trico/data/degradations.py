@@ -27,95 +27,40 @@ Two families, deliberately different, so that a model trained on one is *evaluat
     - the tone curve is an extended Reinhard global operator with white point ``white`` followed by a 1/2.2 power
       law: a compressive curve unlike the sRGB / power / S-curves of the training model.
 
-Every draw comes from the ``torch.Generator`` passed in, so a sample is a pure function of its seed; the drawn
+The elementary maps, the seeded draws and the registry are the restoration toolkit's
+(:mod:`examples.restoration.degradations`); the two models register themselves there. Every draw comes from the
+``torch.Generator`` passed in, so a sample is a pure function of its seed; the drawn
 parameters are returned by :meth:`Degradation.sample` (and reported with each test image).
 """
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from examples.restoration import degradations as kit
+from examples.restoration.degradations import (  # noqa: F401  (the elementary maps' old import path)
+    KERNELS,
+    Degradation,
+    check_range,
+    choice,
+    jpeg_roundtrip,
+    linear_to_srgb,
+    log_uniform,
+    quantize_8bit,
+    resize_down,
+    srgb_to_linear,
+    uniform,
+)
 
 __all__ = ["Degradation", "degrade_with", "CameraDegradation", "UnseenDegradation", "DEGRADATIONS", "build_degradation",
            "srgb_to_linear", "linear_to_srgb", "quantize_8bit", "resize_down", "jpeg_roundtrip"]
 
-KERNELS = ("bicubic", "bilinear", "area", "gaussian")
 TONE_CURVES = ("srgb", "gamma", "srgb_s_curve")
-
-
-# ------------------------------------------------------------------------------------------ elementary maps
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB EOTF (IEC 61966-2-1): display values in [0, 1] to linear light."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """sRGB OETF: linear light in [0, 1] to display values."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
-
-
-def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
-
-
-def _gaussian_kernel1d(sigma: float) -> torch.Tensor:
-    radius = max(1, math.ceil(3.0 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
-def resize_down(x: torch.Tensor, scale: int, kernel: str = "bicubic", sigma: float = 0.5) -> torch.Tensor:
-    """Down-sample a ``(C, H, W)`` or ``(N, C, H, W)`` tensor by an integer ``scale`` with ``kernel``
-    (``bicubic``/``bilinear``: anti-aliased; ``area``: box average; ``gaussian``: blur with ``sigma * scale``
-    then keep every ``scale``-th pixel, phase-centred)."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown down-sampling kernel {kernel!r}; known: {list(KERNELS)}")
-    if scale == 1:
-        return x
-    squeeze = x.dim() == 3
-    xb = x.unsqueeze(0) if squeeze else x
-    h, w = xb.shape[-2:]
-    if h % scale or w % scale:
-        raise ValueError(f"image size {h}x{w} is not divisible by the scale {scale}")
-    size = (h // scale, w // scale)
-    if kernel in ("bicubic", "bilinear"):
-        out = F.interpolate(xb, size=size, mode=kernel, antialias=True, align_corners=False)
-    elif kernel == "area":
-        out = F.avg_pool2d(xb, scale)
-    else:
-        k = _gaussian_kernel1d(float(sigma) * scale).to(xb)
-        c = xb.shape[1]
-        pad = k.numel() // 2
-        y = F.pad(xb, (pad, pad, pad, pad), mode="reflect")
-        y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-        off = scale // 2
-        out = y[..., off::scale, off::scale][..., : size[0], : size[1]]
-    out = out.clamp(0.0, 1.0)
-    return out[0] if squeeze else out
-
-
-def jpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """Encode a ``(3, H, W)`` image in [0, 1] as a baseline JPEG (Pillow, 4:2:0) and decode it again."""
-    from PIL import Image
-
-    arr = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality), subsampling=2)
-    buf.seek(0)
-    with Image.open(buf) as img:
-        out = np.asarray(img.convert("RGB"))
-    return torch.from_numpy(out.copy()).permute(2, 0, 1).float() / 255.0
 
 
 def _s_curve(x: torch.Tensor, strength: float) -> torch.Tensor:
@@ -124,43 +69,14 @@ def _s_curve(x: torch.Tensor, strength: float) -> torch.Tensor:
     return (x + strength * x * (1.0 - x) * (2.0 * x - 1.0)).clamp(0.0, 1.0)
 
 
-def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
-    return float(lo) + (float(hi) - float(lo)) * float(torch.rand((), generator=gen))
-
-
-def _log_uniform(gen: torch.Generator, lo: float, hi: float) -> float:
-    return math.exp(_uniform(gen, math.log(lo), math.log(hi)))
-
-
-def _choice(gen: torch.Generator, options: Sequence[Any]) -> Any:
-    return options[int(torch.randint(0, len(options), (1,), generator=gen))]
-
-
-def _check_range(name: str, pair: Sequence[float], lo: float = 0.0, positive: bool = False) -> None:
-    if len(pair) != 2 or not lo <= pair[0] <= pair[1] or (positive and pair[0] <= 0):
-        raise ValueError(f"{name} must be [lo, hi] with {lo} {'<' if positive else '<='} lo <= hi, got {list(pair)}")
-
-
-# ------------------------------------------------------------------------------------------------- models
-class Degradation(Protocol):
-    """A degradation model: ``sample`` draws its parameters, ``apply`` uses them (both deterministic)."""
-
-    name: str
-
-    def sample(self, generator: torch.Generator) -> dict[str, Any]: ...
-
-    def apply(self, hr: torch.Tensor, scale: int, ev: float, drawn: dict[str, Any], generator: torch.Generator
-              ) -> torch.Tensor: ...
-
-
 def degrade_with(model: Degradation, hr: torch.Tensor, scale: int, ev: float, generator: torch.Generator
                  ) -> tuple[torch.Tensor, dict[str, Any]]:
     """``(lr, drawn parameters)``: ``model`` applied to the normal-light ``hr`` ``(3, H, W)`` in [0, 1] with the
-    exposure cut by ``ev`` stops."""
+    exposure cut by ``ev`` stops (the toolkit's :func:`~examples.restoration.degradations.degrade_with` with
+    TriCo's two conditions)."""
     if not math.isfinite(float(ev)) or ev < 0:
         raise ValueError(f"ev must be a finite number of stops >= 0, got {ev}")
-    drawn = model.sample(generator)
-    return model.apply(hr.to(torch.float32), int(scale), float(ev), drawn, generator), drawn
+    return kit.degrade_with(model, hr, generator, scale=int(scale), ev=float(ev))
 
 
 @dataclass(frozen=True)
@@ -180,14 +96,14 @@ class CameraDegradation:
     name: str = field(default="seen", init=False)
 
     def __post_init__(self):
-        _check_range("full_well_range", self.full_well_range, positive=True)
-        _check_range("read_noise_range", self.read_noise_range, positive=True)
-        _check_range("blur_sigma", self.blur_sigma, positive=True)
-        _check_range("gamma_range", self.gamma_range, positive=True)
-        _check_range("s_curve_range", self.s_curve_range)
+        check_range("full_well_range", self.full_well_range, positive=True)
+        check_range("read_noise_range", self.read_noise_range, positive=True)
+        check_range("blur_sigma", self.blur_sigma, positive=True)
+        check_range("gamma_range", self.gamma_range, positive=True)
+        check_range("s_curve_range", self.s_curve_range)
         if self.s_curve_range[1] > 1.0:
             raise ValueError(f"s_curve_range must lie in [0, 1] (monotone curve), got {list(self.s_curve_range)}")
-        _check_range("jpeg_quality", self.jpeg_quality, lo=1)
+        check_range("jpeg_quality", self.jpeg_quality, lo=1)
         if self.jpeg_quality[1] > 100:
             raise ValueError(f"jpeg_quality must lie in [1, 100], got {list(self.jpeg_quality)}")
         if not 0.0 <= self.jpeg_prob <= 1.0:
@@ -204,16 +120,16 @@ class CameraDegradation:
     def sample(self, generator: torch.Generator) -> dict[str, Any]:
         g = generator
         drawn: dict[str, Any] = {
-            "full_well": _log_uniform(g, *self.full_well_range),
-            "read_noise": _log_uniform(g, *self.read_noise_range),
-            "kernel": _choice(g, self.kernels),
-            "blur_sigma": _uniform(g, *self.blur_sigma),
-            "tone_curve": _choice(g, self.tone_curves),
-            "gamma": _uniform(g, *self.gamma_range),
-            "s_curve": _uniform(g, *self.s_curve_range),
+            "full_well": log_uniform(g, *self.full_well_range),
+            "read_noise": log_uniform(g, *self.read_noise_range),
+            "kernel": choice(g, self.kernels),
+            "blur_sigma": uniform(g, *self.blur_sigma),
+            "tone_curve": choice(g, self.tone_curves),
+            "gamma": uniform(g, *self.gamma_range),
+            "s_curve": uniform(g, *self.s_curve_range),
         }
         use_jpeg = float(torch.rand((), generator=g)) < self.jpeg_prob
-        quality = int(round(_uniform(g, *self.jpeg_quality)))
+        quality = int(round(uniform(g, *self.jpeg_quality)))
         drawn["jpeg_quality"] = quality if use_jpeg else None
         return drawn
 
@@ -295,16 +211,12 @@ class UnseenDegradation:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "name"}
 
 
+# TriCo's two models in the toolkit's registry (``build_degradation("seen", ...)`` from a YAML mapping)
+kit.register_degradation("seen", CameraDegradation, replace=True)
+kit.register_degradation("unseen", UnseenDegradation, replace=True)
 DEGRADATIONS: dict[str, type] = {"seen": CameraDegradation, "unseen": UnseenDegradation}
 
 
 def build_degradation(name: str = "seen", **options: Any) -> Degradation:
     """The registered degradation ``name`` (``seen`` or ``unseen``) with ``options`` overriding its defaults."""
-    if name not in DEGRADATIONS:
-        raise ValueError(f"unknown degradation {name!r}; known: {sorted(DEGRADATIONS)}")
-    cls = DEGRADATIONS[name]
-    fields = {f.name for f in cls.__dataclass_fields__.values() if f.init}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for degradation {name!r}; known: {sorted(fields)}")
-    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()})
+    return kit.build_degradation(name, **options)

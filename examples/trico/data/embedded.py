@@ -1,8 +1,8 @@
 """Embedded default data set: the colour photos shipped inside scikit-image, degraded on the fly.
 
-No download is involved: only images that ``skimage.data`` ships in its wheel are used (those that need
-``pooch`` downloads, e.g. ``eagle`` or ``lily``, are excluded). Sources are resized (anti-aliased) so the
-data set is small enough for a CPU demo.
+The photos and their train/test lists are the restoration toolkit's (:mod:`examples.restoration.data.photos`);
+this module degrades them the TriCo way. Sources are resized (anti-aliased) so the data set is small enough for
+a CPU demo.
 
 - **train** (``TRAIN_IMAGES``): astronaut, coffee, motorcycle_left, motorcycle_right, hubble_deep_field,
   immunohistochemistry. Shorter side resized to ``train_short_side`` (320 px); random crops of ``crop``
@@ -20,64 +20,32 @@ data set is small enough for a CPU demo.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .common import SampleKey, derive_seed, split_key
+from examples.restoration.data.common import derive_seed
+from examples.restoration.data.photos import (
+    TEST_IMAGES,
+    TRAIN_IMAGES,
+    embedded_photo_names,
+    load_skimage_photo,
+)
+from examples.restoration.data.photos import FixedPairs as _FixedPairs
+
 from .degradations import Degradation, build_degradation, degrade_with
-from .synthetic import DegradationParams, SyntheticPairs, degrade, quantize_8bit
+from .synthetic import DegradationParams, SyntheticPairs, degrade
 
 __all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "load_skimage_photo", "embedded_dataset", "FixedPairs"]
 
-TRAIN_IMAGES: tuple[str, ...] = ("astronaut", "coffee", "motorcycle_left", "motorcycle_right",
-                                 "hubble_deep_field", "immunohistochemistry")
-TEST_IMAGES: tuple[str, ...] = ("chelsea", "rocket")
 
 
-@lru_cache(maxsize=16)
-def _load_uint8(name: str) -> np.ndarray:
-    import skimage.data as skd
-
-    if name in ("motorcycle_left", "motorcycle_right"):
-        left, right, _ = skd.stereo_motorcycle()
-        arr = left if name == "motorcycle_left" else right
-    else:
-        arr = getattr(skd, name)()
-    arr = np.asarray(arr)
-    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"skimage.data.{name} is not an 8-bit RGB photo (shape {arr.shape}, {arr.dtype})")
-    return arr
-
-
-def load_skimage_photo(name: str, short_side: int | None = None) -> torch.Tensor:
-    """``skimage.data`` photo as ``(3, H, W)`` float in [0, 1], optionally resized so min(H, W) == short_side."""
-    img = torch.from_numpy(_load_uint8(name).copy()).permute(2, 0, 1).float() / 255.0
-    if short_side is not None:
-        h, w = img.shape[-2:]
-        f = short_side / min(h, w)
-        size = (max(short_side, round(h * f)), max(short_side, round(w * f)))
-        img = F.interpolate(img[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
-        img = quantize_8bit(img)
-    return img
-
-
-class FixedPairs(Dataset):
-    """A fixed list of precomputed samples (accepts ``int`` or ``(index, epoch)`` keys; epoch ignored)."""
+class FixedPairs(_FixedPairs):
+    """The toolkit's fixed sample list, items ``{"input", "target", "name", "ev"}`` (the drawn degradation
+    parameters stay in ``samples``)."""
 
     def __init__(self, samples: Sequence[dict]):
-        self.samples = list(samples)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, key: SampleKey) -> dict:
-        index, _ = split_key(key)
-        s = self.samples[index]
-        return {"input": s["input"].clone(), "target": s["target"].clone(), "name": s["name"], "ev": s["ev"]}
+        super().__init__(samples, keys=("input", "target", "name", "ev"))
 
 
 def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed: int = 0,
@@ -98,13 +66,8 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
         if split == "train" and degradation == "unseen":
             raise ValueError("the 'unseen' degradation is for evaluation only; train with 'seen'")
         degradation = build_degradation(degradation)
-    unknown = sorted(set(holdout) - set(TRAIN_IMAGES))
-    if unknown:
-        raise ValueError(f"holdout {unknown}: not embedded training photos; choose from {list(TRAIN_IMAGES)}")
+    names = list(embedded_photo_names(split, holdout))  # checks holdout and split
     if split == "train":
-        names = [n for n in TRAIN_IMAGES if n not in holdout]
-        if not names:
-            raise ValueError("holdout keeps every training photo out of training")
         images = [load_skimage_photo(n, train_short_side) for n in names]
         return SyntheticPairs(images, scale=scale, ev_range=ev_range, crop=crop, seed=seed, augment=augment,
                               samples_per_epoch=samples_per_epoch, params=params, names=names,
@@ -112,9 +75,7 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
     if split in ("test", "val"):
         if hr_size % scale:
             raise ValueError(f"hr_size {hr_size} must be divisible by the scale {scale}")
-        if split == "val" and not holdout:
-            raise ValueError("split 'val' is made of the held-out training photos: pass holdout=[...]")
-        names, salt = (TEST_IMAGES, 0x7E57) if split == "test" else (tuple(holdout), 0x7A1)
+        salt = 0x7E57 if split == "test" else 0x7A1
         samples = []
         for i, name in enumerate(names):
             img = load_skimage_photo(name, hr_size)

@@ -27,8 +27,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ..imageio import IMAGE_EXTENSIONS, ImageReadError, probe_image, read_image
-from .common import (
+from examples.restoration.data.common import (
     DataError,
     SampleKey,
     augment_pair,
@@ -39,6 +38,7 @@ from .common import (
     sample_generator,
     split_key,
 )
+from examples.restoration.imageio import IMAGE_EXTENSIONS, ImageReadError, probe_image, read_image
 
 __all__ = ["RellisurError", "RellisurPair", "Rellisur", "parse_lllr_name", "SPLITS"]
 

@@ -30,10 +30,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..imageio import is_image_file, read_image
-from .common import (
+from examples.restoration.data.common import (
     DataError,
-    DataNotFoundError,
     SampleKey,
     augment_pair,
     centre_crop_box,
@@ -43,6 +41,9 @@ from .common import (
     sample_generator,
     split_key,
 )
+from examples.restoration.data.photos import list_images
+from examples.restoration.imageio import read_image
+
 from .degradations import (
     Degradation,
     degrade_with,
@@ -105,18 +106,6 @@ def degrade(hr: torch.Tensor, scale: int, ev: float, generator: torch.Generator 
     else:
         out = noisy ** (1.0 / params.gamma)
     return quantize_8bit(out) if params.quantize else out
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Sorted image files (by extension) directly inside ``folder`` or in its sub-folders."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataNotFoundError(f"image folder {str(root)!r} does not exist; check data.root (or --data folder:PATH)")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
-    if not files:
-        raise DataNotFoundError(f"no image files ({', '.join(sorted({'png', 'jpg', 'tif'}))}...) in {str(root)!r}; "
-                                "point data.root at a folder of photos")
-    return files
 
 
 class SyntheticPairs(Dataset):

@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.degradations import linear_to_srgb, srgb_to_linear
+from examples.restoration.degradations import linear_to_srgb, srgb_to_linear
+
 from .common import pad_to_multiple
 from .illumination import IlluminationRegulator
 from .refinement import RefinementNetwork

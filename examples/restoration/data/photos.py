@@ -1,0 +1,110 @@
+"""Clean photos for synthetic restoration data: the colour photos shipped inside scikit-image, or a folder.
+
+No download is involved: only images that ``skimage.data`` ships in its wheel are used (those that need
+``pooch`` downloads, e.g. ``eagle`` or ``lily``, are excluded). ``TRAIN_IMAGES`` and ``TEST_IMAGES`` are disjoint:
+a task trains on the first (minus any held-out validation photos) and reports on the second.
+:class:`FixedPairs` holds precomputed ``{"input", "target", "name", ...}`` samples (test and validation splits).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..degradations import quantize_8bit
+from ..imageio import is_image_file
+from .common import DataNotFoundError, SampleKey, split_key
+
+__all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "load_skimage_photo", "embedded_photo_names", "list_images",
+           "FixedPairs"]
+
+TRAIN_IMAGES: tuple[str, ...] = ("astronaut", "coffee", "motorcycle_left", "motorcycle_right",
+                                 "hubble_deep_field", "immunohistochemistry")
+TEST_IMAGES: tuple[str, ...] = ("chelsea", "rocket")
+
+
+@lru_cache(maxsize=16)
+def _load_uint8(name: str) -> np.ndarray:
+    import skimage.data as skd
+
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _ = skd.stereo_motorcycle()
+        arr = left if name == "motorcycle_left" else right
+    else:
+        arr = getattr(skd, name)()
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"skimage.data.{name} is not an 8-bit RGB photo (shape {arr.shape}, {arr.dtype})")
+    return arr
+
+
+def load_skimage_photo(name: str, short_side: int | None = None) -> torch.Tensor:
+    """``skimage.data`` photo as ``(3, H, W)`` float in [0, 1], optionally resized (anti-aliased bicubic, then
+    8-bit quantised) so that min(H, W) == short_side."""
+    img = torch.from_numpy(_load_uint8(name).copy()).permute(2, 0, 1).float() / 255.0
+    if short_side is not None:
+        h, w = img.shape[-2:]
+        f = short_side / min(h, w)
+        size = (max(short_side, round(h * f)), max(short_side, round(w * f)))
+        img = F.interpolate(img[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
+        img = quantize_8bit(img)
+    return img
+
+
+def embedded_photo_names(split: str, holdout: Sequence[str] = ()) -> tuple[str, ...]:
+    """The embedded photos of ``split``: ``train`` (``TRAIN_IMAGES`` minus ``holdout``), ``val`` (the held-out
+    training photos), ``test`` (``TEST_IMAGES``). ``ValueError`` for unknown names or an empty split."""
+    unknown = sorted(set(holdout) - set(TRAIN_IMAGES))
+    if unknown:
+        raise ValueError(f"holdout {unknown}: not embedded training photos; choose from {list(TRAIN_IMAGES)}")
+    split = split.lower()
+    if split == "train":
+        names = tuple(n for n in TRAIN_IMAGES if n not in holdout)
+        if not names:
+            raise ValueError("holdout keeps every training photo out of training")
+        return names
+    if split == "val":
+        if not holdout:
+            raise ValueError("split 'val' is made of the held-out training photos: pass holdout=[...]")
+        return tuple(holdout)
+    if split == "test":
+        return TEST_IMAGES
+    raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files (by extension) directly inside ``folder`` or in its sub-folders."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataNotFoundError(f"image folder {str(root)!r} does not exist; check data.root (or --data folder:PATH)")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise DataNotFoundError(f"no image files ({', '.join(sorted({'png', 'jpg', 'tif'}))}...) in {str(root)!r}; "
+                                "point data.root at a folder of photos")
+    return files
+
+
+class FixedPairs(Dataset):
+    """A fixed list of precomputed samples (accepts ``int`` or ``(index, epoch)`` keys; epoch ignored). Each
+    item is a fresh dict of the entries named in ``keys`` (default: all), tensors cloned, so a caller may modify
+    what it gets; entries left out (e.g. drawn degradation parameters holding ``None``) stay in ``samples``."""
+
+    def __init__(self, samples: Sequence[dict], keys: Sequence[str] | None = None):
+        self.samples = list(samples)
+        self.keys = tuple(keys) if keys is not None else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: SampleKey) -> dict:
+        index, _ = split_key(key)
+        s = self.samples[index]
+        keys = self.keys if self.keys is not None else tuple(s)
+        return {k: (s[k].clone() if isinstance(s[k], torch.Tensor) else s[k]) for k in keys}
