@@ -8,23 +8,31 @@ import torch
 
 import hyperlevel as hl
 from examples.denoise_deblur import baselines, demo
-from examples.denoise_deblur.degrade import KSIZE, Patches, blur, degrade, kernel, photo
+from examples.denoise_deblur.degrade import KSIZE, SOURCES, BlurNoise, blur, photo
 from examples.denoise_deblur.model import Restorer
 from examples.denoise_deblur.problem import Settings, build
+from examples.restoration.checkpoint import load_model
 
 TINY = Settings(patch=24, batch=2, train_samples=8, val_samples=4, warmup_steps=1, bilevel_steps=1, width=8, depth=3)
 
 
+def kernel(seed):
+    return BlurNoise().sample(torch.Generator().manual_seed(seed))["kernel"][0]
+
+
 def test_kernels_are_normalised_and_degradations_are_seeded():
-    for seed in range(6):
-        k, kind = kernel(torch.Generator().manual_seed(seed))
-        assert k.shape == (KSIZE, KSIZE) and kind in ("gauss", "motion")
-        assert math.isclose(float(k.sum()), 1.0, rel_tol=1e-5) and float(k.min()) >= 0
-    clean = photo("camera")[:, :32, :32]
-    a, b = (degrade(clean, torch.Generator().manual_seed(3)) for _ in range(2))
-    assert torch.equal(a[0], b[0]) and a[3] == b[3]
-    ds = Patches("train", 4, 24, seed=1)
-    assert torch.equal(ds[(2, 5)][0], ds[(2, 5)][0]) and not torch.equal(ds[(2, 5)][0], ds[(2, 6)][0])
+    kinds = set()
+    for seed in range(8):
+        drawn = BlurNoise().sample(torch.Generator().manual_seed(seed))
+        k = drawn["kernel"]
+        kinds.add(drawn["kind"])
+        assert k.shape == (1, KSIZE, KSIZE) and math.isclose(float(k.sum()), 1.0, rel_tol=1e-5) and k.min() >= 0
+    assert kinds == {"gauss", "motion"}
+    ds = SOURCES.build("photos", "train", n=4, size=24, seed=1)
+    assert torch.equal(ds[(2, 5)]["input"], ds[(2, 5)]["input"])
+    assert not torch.equal(ds[(2, 5)]["input"], ds[(2, 6)]["input"])
+    test = SOURCES.build("photos", "test", n=3, size=32, seed=7, centre=True)
+    assert [test[i]["name"].split("#")[0] for i in range(3)] == ["camera", "stereo_motorcycle", "brick"]
 
 
 def test_blur_is_a_true_convolution():
@@ -49,7 +57,7 @@ def test_problem_builds_and_one_bilevel_step_changes_both_levels():
 
 def test_wiener_layer_undoes_a_noise_free_blur():
     clean = photo("camera")[None, :, 200:264, 200:264]
-    k, _ = kernel(torch.Generator().manual_seed(0))
+    k = kernel(0)
     y = blur(clean, k[None, None])
     net = Restorer(8, 3)
     with torch.no_grad():
@@ -81,3 +89,8 @@ def test_demo_evaluation_on_tiny_sizes_is_finite(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "| ours |" in text and "| wiener |" in text
     assert (tmp_path / "figure.png").stat().st_size > 0
+    net, config = load_model(tmp_path / "restorer.pt")
+    case = demo.test_cases(32, 1)[0]
+    with torch.no_grad():
+        again = net(case["input"][None], case["kernel"][None], case["sigma"])[0].clamp(0, 1)
+    assert config == {"width": 8, "depth": 3} and torch.equal(again, results["ours"]["outputs"][0])

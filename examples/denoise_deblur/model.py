@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from examples.restoration.checkpoint import ModelBuilder, register_model_builder
+
 
 def _otf(k: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Transfer function of (B, 1, K, K) kernels for (H, W) images: the kernel's centre moved to (0, 0)."""
@@ -24,6 +26,7 @@ class Restorer(nn.Module):
 
     def __init__(self, width: int = 32, depth: int = 5):
         super().__init__()
+        self.config = {"width": width, "depth": depth}  # what the toolkit's checkpoint loader rebuilds it from
         self.reg = nn.Parameter(torch.tensor([1.5, 2.0, -3.0]))  # a, b, c of the Wiener regulariser
         layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
@@ -46,3 +49,6 @@ class Restorer(nn.Module):
         x0 = self.wiener(y, k, sigma)
         level = sigma.view(-1, 1, 1, 1).expand_as(y) * 10
         return x0 + self.cnn(torch.cat([x0, y, level], dim=1))
+
+
+register_model_builder(ModelBuilder("denoise_deblur", Restorer, label="denoise_deblur restorer"))

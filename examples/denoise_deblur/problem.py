@@ -13,7 +13,7 @@ import torch
 
 import hyperlevel as hl
 
-from .degrade import Patches
+from .degrade import SOURCES
 from .model import Restorer
 
 LOSSES = ("l1", "mse", "edge")
@@ -50,8 +50,8 @@ def build(s: Settings) -> tuple[hl.Problem, list[hl.Phase], Restorer, hl.LossWei
     net, weights = Restorer(s.width, s.depth), hl.LossWeights(list(LOSSES))
 
     def restore(P, batch):
-        y, k, sigma, clean = batch
-        return torch.func.functional_call(net, P["restorer"], (y, k, sigma)), clean
+        out = torch.func.functional_call(net, P["restorer"], (batch["input"], batch["kernel"], batch["sigma"]))
+        return out, batch["target"]
 
     def validation_mse(P, batch):
         out, clean = restore(P, batch)
@@ -60,8 +60,8 @@ def build(s: Settings) -> tuple[hl.Problem, list[hl.Phase], Restorer, hl.LossWei
     def training_loss(P, batch):
         return weights.total(P["weights"], candidate_losses(*restore(P, batch)))
 
-    train = Patches("train", s.train_samples, s.patch, s.seed + 1)
-    val = Patches("val", s.val_samples, s.patch, s.seed + 2)
+    train = SOURCES.build("photos", "train", n=s.train_samples, size=s.patch, seed=s.seed + 1)
+    val = SOURCES.build("photos", "val", n=s.val_samples, size=s.patch, seed=s.seed + 2)
     problem = hl.Problem([
         hl.Level("weights", weights, validation_mse, hl.adam(s.weights_lr),
                  hl.ResumableLoader(val, s.batch, seed=s.seed + 3)),
