@@ -121,3 +121,26 @@ def test_double_backward_each_loss_under_functional_call(losses):
         hvp = torch.autograd.grad(gv, list(params.values()))
         assert all(torch.isfinite(h).all() for h in hvp)
         assert sum(h.abs().sum() for h in hvp) > 0, name
+
+
+def test_candidate_subset_builds_no_vgg_and_weights_follow_it():
+    from examples.trico.config import ConfigError, load_config
+    from examples.trico.losses import CandidateLosses
+    from examples.trico.problem import build_setup
+
+    torch.manual_seed(0)
+    y, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    full = CandidateLosses(allow_random_init=True)
+    part = CandidateLosses(names=["tv", "l1"])
+    assert part.vgg is None and part.vgg_source == "not used" and part.names == ("l1", "tv")
+    got, ref = part(y, target), full(y, target)
+    assert list(got) == ["l1", "tv"] and all(torch.equal(got[n], ref[n]) for n in got)
+    with pytest.raises(ValueError, match="subset"):
+        CandidateLosses(names=["l1", "sharpness"])
+    with pytest.raises(ConfigError, match="losses.candidates"):
+        load_config("demo", ["losses.candidates=[l1, l1]"])
+    config = load_config("demo", ["losses.candidates=[luminance, l1, ssim, tv]", "data.samples_per_epoch=12", "data.batch_size=2",
+                                  "model.widths={ir_width: 4, fr_widths: [4, 8, 8], enc_blocks: [1, 1, 1], "
+                                  "dec_blocks: [0, 1, 1], refine_blocks: 1, hr_blocks: 1, heads: [1, 1, 1]}"])
+    setup = build_setup(config)
+    assert setup.loss_weights.names == ["luminance", "l1", "ssim", "tv"]

@@ -132,3 +132,38 @@ def test_report_recomputed_from_csv(tmp_path):
     write_outputs(tmp_path, variants, seeds, metrics, {}, load_config("study_quick"))
     text = (tmp_path / "study.md").read_text()
     assert "**PARTIAL**: 11 of 12 runs finished" in text and "naive 3" in text
+
+
+def test_committed_quick_study_report_matches_its_csv():
+    """docs/results/study_quick: every mean, std, 95% interval, paired difference and t-test p in study.md is
+    recomputed here from study.csv with numpy/scipy (not with study_report), so neither file can be edited alone."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "results" / "study_quick"
+    with open(folder / "study.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    text = (folder / "study.md").read_text()
+    values: dict = {}
+    for r in rows:
+        values.setdefault((r["metric"], r["degradation"], r["variant"]), {})[int(r["seed"])] = float(r["value"])
+    labels = {"trico": "TriCo (full)", "naive": "naive", "no_s1": "w/o S1", "no_s2": "w/o S2",
+              "no_ihem": "w/o IHEM"}
+    checked = 0
+    for (metric, degradation, variant), by_seed in values.items():
+        table = _md_rows(text, metric, degradation)
+        row = table[labels[variant]]
+        x = np.array([by_seed[s] for s in sorted(by_seed)])
+        assert int(row[1]) == len(x) >= 5
+        digits = len(row[2].split(".")[1])
+        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+        expected = [x.mean(), x.std(ddof=1), x.mean() - half, x.mean() + half]
+        shown = [float(row[2]), float(row[3])] + [float(v) for v in row[4].strip("[]").split(",")]
+        assert shown == pytest.approx(expected, abs=0.6 * 10 ** -digits)
+        if variant != "trico":
+            ref = values[(metric, degradation, "trico")]
+            d = x - np.array([ref[s] for s in sorted(by_seed)])
+            assert float(row[5]) == pytest.approx(d.mean(), abs=0.6 * 10 ** -digits)
+            assert float(row[7]) == pytest.approx(stats.ttest_rel(x, [ref[s] for s in sorted(by_seed)]).pvalue,
+                                                  abs=0.0006)
+        checked += 1
+    assert checked == 5 * 2 * 6  # five variants, two degradations, six metrics

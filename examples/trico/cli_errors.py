@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from examples.restoration.data.common import DataError  # noqa: F401 - re-exported: the data error of every command (status 3)
+from examples.restoration.data.common import DataError  # noqa: F401 - re-exported: every command's data error
 from hyperlevel import HyperlevelError
 from hyperlevel.checkpoint import CheckpointError
 from hyperlevel.runfolder import RunFolderError

@@ -1,7 +1,8 @@
 """Typed configuration of ``python -m examples.trico train`` (YAML, validated on load).
 
 A config file is YAML read with ``yaml.safe_load`` (never ``eval``); its mapping is converted into the
-dataclasses below by the restoration toolkit's typed converter (:mod:`examples.restoration.config`). Unknown keys, wrong types and bad values raise :class:`ConfigError` naming the full dotted key
+dataclasses below by the restoration toolkit's typed converter (:mod:`examples.restoration.config`). Unknown
+keys, wrong types and bad values raise :class:`ConfigError` naming the full dotted key
 (``train.s1.max_steps: expected int, got str 'ten'``). ``--set key=value`` overrides are applied to the raw
 mapping before validation; their values are parsed as YAML scalars (``--set train.lr.gamma_u=1e-3``).
 
@@ -119,8 +120,17 @@ class LossConfig:
     ssim_kernel_size: int = 11
     ssim_sigma: float = 1.5
     weights_init: float = 1.0
+    #: the candidate loss set T (Sec. 3.4): one learned weight per entry. Leave out ``perceptual`` where no
+    #: pretrained VGG19 exists (the shipped model): random VGG features are not a perceptual measure.
+    candidates: list[str] = field(default_factory=lambda: ["luminance", "l1", "perceptual", "ssim", "tv"])
 
     def validate(self, key: str) -> None:
+        from .losses import LOSS_NAMES
+
+        if not self.candidates or len(set(self.candidates)) != len(self.candidates) or \
+                any(n not in LOSS_NAMES for n in self.candidates):
+            raise ConfigError(f"{key}.candidates: a non-empty subset of {list(LOSS_NAMES)} without repeats, "
+                              f"got {self.candidates}")
         if self.ssim_kernel_size < 3 or self.ssim_kernel_size % 2 == 0:
             raise ConfigError(f"{key}.ssim_kernel_size: odd and >= 3, got {self.ssim_kernel_size}")
         if not self.weights_init > 0:

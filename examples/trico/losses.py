@@ -209,37 +209,48 @@ class CandidateLosses:
 
     ``v`` is the tensor the luminance loss regularises (the enhanced / illumination output); ``None`` uses
     ``y``. Not an ``nn.Module`` on purpose: its frozen VGG19 never shows up in a model's parameters.
+
+    ``names``: the candidate set T actually used (a subset of ``LOSS_NAMES``, in that order). Without
+    ``"perceptual"`` no VGG19 is built: where no pretrained VGG19 exists, a randomly initialised one measures
+    nothing a person would call perceptual, and its forward/backward passes are most of a small network's step.
     """
 
-    names = LOSS_NAMES
-
     def __init__(self, vgg_weights: str | os.PathLike | None = None, allow_random_init: bool = False,
-                 ssim_kernel_size: int = 11, ssim_sigma: float = 1.5, device: str | torch.device = "cpu"):
-        self.vgg = VGG19Features(vgg_weights, allow_random_init=allow_random_init).to(device)
+                 ssim_kernel_size: int = 11, ssim_sigma: float = 1.5, device: str | torch.device = "cpu",
+                 names: Sequence[str] = LOSS_NAMES):
+        unknown = [n for n in names if n not in LOSS_NAMES]
+        if unknown or not names or len(set(names)) != len(names):
+            raise ValueError(f"candidate losses: a non-empty subset of {list(LOSS_NAMES)} without repeats, "
+                             f"got {list(names)}")
+        self.names = tuple(n for n in LOSS_NAMES if n in names)
+        self.vgg = (VGG19Features(vgg_weights, allow_random_init=allow_random_init).to(device)
+                    if "perceptual" in self.names else None)
         self.ssim_kernel_size = int(ssim_kernel_size)
         self.ssim_sigma = float(ssim_sigma)
 
     @property
     def vgg_source(self) -> str:
-        return self.vgg.source
+        return self.vgg.source if self.vgg is not None else "not used"
 
     def to(self, device: str | torch.device) -> CandidateLosses:
-        self.vgg = self.vgg.to(device)
+        if self.vgg is not None:
+            self.vgg = self.vgg.to(device)
         return self
 
     def __call__(self, y: torch.Tensor, target: torch.Tensor, v: torch.Tensor | None = None
                  ) -> dict[str, torch.Tensor]:
         if y.shape != target.shape:
             raise ValueError(f"output {tuple(y.shape)} and target {tuple(target.shape)} differ in shape")
-        return {
-            "luminance": luminance_loss(y if v is None else v),
-            "l1": l1_loss(y, target),
-            "perceptual": perceptual_loss(y, target, self.vgg),
-            "ssim": ssim_loss(y, target, self.ssim_kernel_size, self.ssim_sigma),
-            "tv": tv_loss(y),
+        terms = {
+            "luminance": lambda: luminance_loss(y if v is None else v),
+            "l1": lambda: l1_loss(y, target),
+            "perceptual": lambda: perceptual_loss(y, target, self.vgg),
+            "ssim": lambda: ssim_loss(y, target, self.ssim_kernel_size, self.ssim_sigma),
+            "tv": lambda: tv_loss(y),
         }
+        return {n: terms[n]() for n in self.names}
 
     def stacked(self, y: torch.Tensor, target: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
-        """The five losses as a ``(5,)`` tensor in ``LOSS_NAMES`` order."""
+        """The losses as a ``(len(names),)`` tensor in ``names`` order."""
         d = self(y, target, v)
-        return torch.stack([d[n] for n in LOSS_NAMES])
+        return torch.stack([d[n] for n in self.names])

@@ -2,7 +2,7 @@
 
 Levels, outermost first (all objectives are pure functions of ``params[level][name]`` and a batch):
 
-- ``"upper"``: the loss weights ``s`` (:class:`hyperlevel.LossWeights` over ``LOSS_NAMES``); objective
+- ``"upper"``: the loss weights ``s`` (:class:`hyperlevel.LossWeights` over the candidate set ``losses.candidates``); objective
   ``Phi^ul`` = the regularised weighted total ``sum_u L_u / (2 s_u) + ln(1 + s_u^2)`` on ``D_ul`` batches.
 - ``"middle"``: ``w_i`` = ``model.illumination`` (``N_ir``); objective ``Phi^ul`` on ``D_ul`` (its own loader).
 - ``"lower"``: ``w_s`` = ``model.refinement`` (``N_fr`` + IHEM + upsampler); objective ``Phi^ll`` = the same
@@ -50,7 +50,7 @@ from hyperlevel import (
 
 from .config import SolverConfig, TrainConfig
 from .data import collate_samples, split_upper_lower
-from .losses import LOSS_NAMES, CandidateLosses
+from .losses import CandidateLosses
 
 __all__ = ["LEVELS", "TriCoSetup", "make_objective", "build_solver", "build_train_data", "build_setup",
            "build_schedule"]
@@ -134,8 +134,9 @@ def build_setup(config: TrainConfig, model: torch.nn.Module | None = None, losse
         losses = CandidateLosses(vgg_weights=config.losses.vgg_weights,
                                  allow_random_init=config.losses.allow_random_init,
                                  ssim_kernel_size=config.losses.ssim_kernel_size,
-                                 ssim_sigma=config.losses.ssim_sigma, device=device)
-    loss_weights = LossWeights(list(LOSS_NAMES), init=config.losses.weights_init).to(device)
+                                 ssim_sigma=config.losses.ssim_sigma, device=device,
+                                 names=config.losses.candidates)
+    loss_weights = LossWeights(list(losses.names), init=config.losses.weights_init).to(device)
     objective = make_objective(model, loss_weights, losses)
 
     full = build_train_data(config)
