@@ -24,7 +24,8 @@ from .problem import Settings, build
 def test_cases(crop: int, per_photo: int, seed: int = 7) -> list[dict]:
     """``per_photo`` seeded degradations of the centre ``crop`` of each test photo (the first of each photo
     first)."""
-    return list(SOURCES.build("photos", "test", n=per_photo * len(SPLITS["test"]), size=crop, seed=seed, centre=True))
+    test = SOURCES.build("photos", "test", n=per_photo * len(SPLITS["test"]), size=crop, seed=seed, centre=True)
+    return [test[i] for i in range(len(test))]
 
 
 def run_baselines(cases: list[dict], methods: list[str] | None = None) -> dict[str, tuple[list, float]]:
