@@ -104,6 +104,8 @@ class Patches(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         i, epoch = split_key(key)
+        if not 0 <= i < self.n:
+            raise IndexError(f"sample {i} of {self.n}")
         g = sample_generator(self.seed, epoch, i)
         name, img = self.photos[i % len(self.photos) if self.centre else int(uniform(g, 0, len(self.photos)))]
         box = (centre_crop_box if self.centre else lambda *a: random_crop_box(*a, g))(*img.shape[1:], *[self.size] * 2)
