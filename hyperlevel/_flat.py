@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-Params = dict[str, Tensor]
+from .typing import Params
 
 
 def flatten(tensors: Sequence[Tensor]) -> Tensor:

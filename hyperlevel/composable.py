@@ -21,7 +21,7 @@ exact arithmetic) they are those of the exact solution.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -33,8 +33,7 @@ from .solvers.first_order import FirstOrder
 from .solvers.implicit import ConjugateGradient, ImplicitSolver, Neumann
 from .solvers.unrolled import Unrolled
 from .spectral import start_vector
-
-PairLoss = Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor]
+from .typing import MatVec, PairLoss
 
 
 def inside_transform() -> bool:
@@ -55,7 +54,7 @@ def _split(vector: Tensor, names: list[str], like: list[Tensor]) -> dict[str, Te
     return out
 
 
-def _masked_cg(matvec: Callable[[Tensor], Tensor], b: Tensor, iterations: int, tol: float) -> Tensor:
+def _masked_cg(matvec: MatVec, b: Tensor, iterations: int, tol: float) -> Tensor:
     """CG for exactly ``iterations`` steps; a step whose residual is already below ``tol * ||b||`` (or whose
     curvature is not positive) changes nothing. Denominators are guarded so masked steps stay finite (a NaN in an
     unused branch of ``where`` would still poison the derivative)."""
@@ -79,7 +78,7 @@ def _masked_cg(matvec: Callable[[Tensor], Tensor], b: Tensor, iterations: int, t
     return x
 
 
-def _power_alpha(matvec: Callable[[Tensor], Tensor], like: Tensor, iterations: int) -> Tensor:
+def _power_alpha(matvec: MatVec, like: Tensor, iterations: int) -> Tensor:
     """``1 / lambda_max`` by a fixed number of power iterations (the same rule as ``Neumann(alpha="auto")``)."""
     v = start_vector(like)
     value = torch.dot(v, matvec(v))
@@ -90,7 +89,7 @@ def _power_alpha(matvec: Callable[[Tensor], Tensor], like: Tensor, iterations: i
     return 1.0 / value
 
 
-def _neumann(matvec: Callable[[Tensor], Tensor], b: Tensor, iterations: int, alpha) -> Tensor:
+def _neumann(matvec: MatVec, b: Tensor, iterations: int, alpha) -> Tensor:
     term, total = b, b
     for _ in range(iterations):
         term = term - alpha * matvec(term)

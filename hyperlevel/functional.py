@@ -9,16 +9,15 @@ measurement (``hvp="auto"``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from ._flat import Params, flatten, unflatten
+from ._flat import flatten, unflatten
 from .errors import InvalidProblemError
+from .typing import PairLoss, Params
 from .validation import check_loss, unused_names
-
-PairLoss = Callable[[Params, Params], Tensor]
 
 
 def evaluate(loss: PairLoss, outer: Params, inner: Params, what: str) -> Tensor:
@@ -71,8 +70,32 @@ def grads(
     )
 
 
-def zeros_for_none(gs: Sequence[Tensor | None], params: Mapping[str, Tensor]) -> list[Tensor]:
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params.values(), strict=True)]
+def zeros_for_none(gs: Sequence[Tensor | None], like: Mapping[str, Tensor] | Sequence[Tensor]) -> list[Tensor]:
+    """``gs`` with each ``None`` replaced by zeros shaped like the matching tensor of ``like`` (a dict's values or a
+    sequence, in the order of ``gs``).
+
+    ``torch.autograd.grad(..., allow_unused=True)`` marks a tensor the value does not depend on with ``None``.
+    hyperlevel keeps the ``None`` where it carries information (which parameters a loss ignores:
+    :func:`check_outer_used`, :func:`inner_gradient`) and calls this one helper where a gradient is needed as a
+    tensor (a step, a right-hand side, a result).
+    """
+    tensors = like.values() if isinstance(like, Mapping) else like
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(gs, tensors, strict=True)]
+
+
+def total_derivative(
+    direct: Sequence[Tensor | None],
+    coupled: Sequence[Tensor | None],
+    like: Mapping[str, Tensor] | Sequence[Tensor],
+    scale: float | None = None,
+) -> list[Tensor]:
+    """``direct - coupled`` per outer tensor (``direct - scale * coupled`` with a ``scale``), ``None`` in either
+    meaning zero: a hypergradient from the outer loss's partial derivative and the term through the inner
+    response (for the implicit solvers ``(d_o d_w G) x``, for ``FiniteDifference`` its difference quotient)."""
+    out = []
+    for d, c in zip(zeros_for_none(direct, like), coupled, strict=True):
+        out.append(d if c is None else d - (c if scale is None else scale * c))
+    return out
 
 
 def inner_gradient(
@@ -158,7 +181,7 @@ class HessianOperator:
         hv = backward_products(self.grad, self.split(v), self.inputs)
         if len(hv) == 1 and hv[0] is not None:  # the common single-tensor level: no list, no concatenation
             return hv[0].reshape(-1)
-        return flatten([torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.inputs, strict=True)])
+        return flatten(zeros_for_none(hv, self.inputs))
 
     def mixed(self, outer: Mapping[str, Tensor], v: Tensor) -> list[Tensor | None]:
         """``(d_o d_w G) v``: how the inner gradient along ``v`` changes with the outer parameters (``None``

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from ._flat import Params, flatten, unflatten
+from ._flat import flatten, unflatten
 from .errors import InvalidProblemError
 from .functional import HessianOperator, evaluate, grads, inner_gradient
+from .typing import PairLoss, Params
 
-PairLoss = Callable[[Params, Params], Tensor]
-HvpPath = Literal["auto", "double_backward", "forward_over_reverse", "finite_difference"]
 EXACT_PATHS = ("double_backward", "forward_over_reverse")
 PATHS = ("auto", *EXACT_PATHS, "finite_difference")
 
@@ -302,5 +301,5 @@ def check_hvp_option(hvp: object) -> str | AutoHvp:
     raise ValueError(f"hvp must be one of {PATHS} or an AutoHvp, got {hvp!r}")
 
 
-__all__ = ["AutoHvp", "Choice", "ForwardOverReverse", "FiniteDifferenceHvp", "HvpPath", "build", "choose",
+__all__ = ["AutoHvp", "Choice", "ForwardOverReverse", "FiniteDifferenceHvp", "build", "choose",
            "clear_cache", "resolve"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -18,12 +18,13 @@ from .solvers.dense import DENSE_MAX_SIZE, Dense
 from .solvers.implicit import ConjugateGradient
 from .solvers.registry import solver_type_message
 from .solvers.unrolled import Unrolled
+from .typing import PairLoss
 from .validation import check_loss, check_params, check_same_dtype
 
 
 def hypergradient(
-    outer_loss: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
-    inner_loss: Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor],
+    outer_loss: PairLoss,
+    inner_loss: PairLoss,
     outer_params: Mapping[str, Tensor],
     inner_params: Mapping[str, Tensor],
     solver: Solver | None = None,
@@ -211,8 +212,10 @@ def _differentiable(outer_loss, inner_loss, outer_params, inner_params, solver, 
     return (result, info) if return_info else result
 
 
-def default_solver(inner_params: Mapping[str, Tensor]) -> Solver:
-    """The fastest exact two-level solver for this inner size: dense Cholesky when small, else CG."""
+def default_solver(inner_params: Mapping[str, Tensor] | None = None) -> Solver:
+    """The library's default two-level solver: the fastest exact one for this inner size, dense Cholesky up to
+    ``DENSE_MAX_SIZE`` inner entries, else ``ConjugateGradient(iterations=50)``; CG as well when the size is not
+    known yet (``None``: a :class:`~hyperlevel.Phase` is built before its levels are bound)."""
     size = sum(t.numel() for t in inner_params.values()) if isinstance(inner_params, Mapping) else DENSE_MAX_SIZE + 1
     return Dense() if size <= DENSE_MAX_SIZE else ConjugateGradient(iterations=50)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,9 +35,9 @@ from .functional import HessianOperator
 from .optimality import relative_stationarity
 from .solvers.base import check_choice
 from .solvers.linear import conjugate_gradient
+from .typing import PairLoss
 from .validation import check_loss, check_params, check_same_dtype
 
-PairLoss = Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor]
 Method = Literal["lbfgs", "newton-cg"]
 
 

@@ -32,7 +32,7 @@ about 1 away from the exact solution.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,18 +40,17 @@ from torch import Tensor
 
 from ._flat import as_dict, flatten, unflatten
 from .errors import InvalidProblemError, SolverDivergedError
-from .functional import backward_products
+from .functional import backward_products, total_derivative, zeros_for_none
 from .optimality import relative_stationarity
-from .solvers.base import Reduce, Solver
+from .solvers.base import Solver
 from .solvers.dense import Dense, dense_jacobian, saddle_solve, spd_solve
 from .solvers.implicit import ImplicitSolver
 from .solvers.linear import LinearSolveInfo
+from .typing import Loss, Reduce
 from .validation import check_loss
 
 if TYPE_CHECKING:
     from .nested import LevelInfo
-
-Loss = Callable[..., Tensor]
 
 
 class LagrangianHessian:
@@ -73,7 +72,7 @@ class LagrangianHessian:
         self.calls += 1
         parts = unflatten(v, self.inputs)
         hv = backward_products(self.outputs, [parts[i] for i in self.live], self.inputs)
-        out = flatten([torch.zeros_like(x) if h is None else h for h, x in zip(hv, self.inputs, strict=True)])
+        out = flatten(zeros_for_none(hv, self.inputs))
         return out if self.reduce is None else self.reduce(out)
 
 
@@ -82,21 +81,17 @@ def _gradient(value: Tensor, inputs: Sequence[Tensor], create_graph: bool) -> li
                                     allow_unused=True))
 
 
-def _zeros_for_none(gs: Sequence[Tensor | None], like: Sequence[Tensor]) -> list[Tensor]:
-    return [torch.zeros_like(x) if g is None else g for g, x in zip(gs, like, strict=True)]
-
-
 def _measure_stationarity(
     grad: Sequence[Tensor | None], point: Sequence[Tensor], info: LevelInfo, reduce: Reduce | None
 ) -> None:
     """Fill ``info`` with ``||Gamma_k||`` and its relative stationarity (module docstring): ``grad`` is the ``p_k``
     block of ``grad_{W_k} Lag_k`` (built with a graph), ``point`` the leaves ``p_k``; one backward pass."""
-    g = _zeros_for_none([None if x is None else x.detach() for x in grad], point)
+    g = zeros_for_none([None if x is None else x.detach() for x in grad], point)
     live = [i for i, x in enumerate(grad) if x is not None and x.requires_grad]
     hp: list[Tensor | None] = [None] * len(point)
     if live:
         hp = list(backward_products([grad[i] for i in live], [point[i].detach() for i in live], list(point)))
-    g_flat, hp_flat = flatten(g), flatten(_zeros_for_none([None if h is None else h.detach() for h in hp], point))
+    g_flat, hp_flat = flatten(g), flatten(zeros_for_none([None if h is None else h.detach() for h in hp], point))
     if reduce is not None:
         g_flat, hp_flat = reduce(g_flat), reduce(hp_flat)
     info.inner_gradient_norm, info.stationarity = relative_stationarity(g_flat, hp_flat)
@@ -165,7 +160,7 @@ def joint_hypergradient(
     negatives = [0] * n
     for k in range(n - 2, 0, -1):
         value = loss(k)
-        rhs = flatten(_zeros_for_none(_gradient(value, W[k + 1], create_graph=False), W[k + 1]))
+        rhs = flatten(zeros_for_none(_gradient(value, W[k + 1], create_graph=False), W[k + 1]))
         if reduce is not None:  # before any decision on it, so that every process takes the same branch
             rhs = reduce(rhs)
         op = LagrangianHessian(G[k + 1], W[k + 1], reduce)
@@ -182,7 +177,7 @@ def joint_hypergradient(
     top = loss(0)
     both = _gradient(top, [*P[0], *W[1]], create_graph=False)
     direct, b_parts = both[: len(P[0])], both[len(P[0]):]
-    b = flatten(_zeros_for_none(b_parts, W[1]))
+    b = flatten(zeros_for_none(b_parts, W[1]))
     if reduce is not None:
         b = reduce(b)
     op = LagrangianHessian(G[1], W[1], reduce)
@@ -198,10 +193,7 @@ def joint_hypergradient(
     else:  # the top loss does not see the lower levels: the hypergradient is the partial derivative
         levels[1].size = b.numel()
         mixed = [None] * len(P[0])
-    result = []
-    for d, m, x in zip(direct, mixed, P[0], strict=True):
-        g = torch.zeros_like(x) if d is None else d
-        result.append(g if m is None else g - m)
+    result = total_derivative(direct, mixed, P[0])
     if reduce is not None:
         flat = reduce(flatten(result))
         result = unflatten(flat, result)

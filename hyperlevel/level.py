@@ -11,14 +11,13 @@ from torch import Tensor, nn
 
 from .errors import InvalidProblemError
 from .precision import Precision, as_precision, check_float32
+from .typing import Objective
 
-#: ``objective(params, batch) -> scalar``: ``params`` maps level name -> {parameter name -> tensor}.
-Objective = Callable[[Mapping[str, Mapping[str, Tensor]], Any], Tensor]
 OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]
 
 
 def adam(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), **kwargs: Any) -> OptimizerFactory:
-    """An optimizer factory for :class:`Level` and :class:`~hyperlevel.Phase` (Adam, as TriCo uses)."""
+    """An optimizer factory for :class:`Level` and :class:`~hyperlevel.Phase`: Adam with these settings."""
     return lambda params: torch.optim.Adam(params, lr=lr, betas=betas, **kwargs)
 
 

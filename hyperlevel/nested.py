@@ -29,17 +29,24 @@ from torch import Tensor
 from ._flat import as_dict, flatten, leaves, unflatten
 from .composable import inside_transform
 from .errors import InvalidProblemError, SolverDivergedError
-from .functional import HessianOperator
+from .functional import HessianOperator, zeros_for_none
 from .hypergradient import _hypergradient
 from .joint import joint_hypergradient, joint_size
 from .optimality import STATIONARITY_TOL, relative_stationarity, report_stationarity
-from .solvers.base import Reduce, Solver, SolverInfo, reduce_list, report_convergence
+from .solvers.base import Solver, SolverInfo, reduce_list, report_convergence
 from .solvers.dense import DENSE_JOINT_MAX_SIZE, Dense
 from .solvers.implicit import MinimalResidual
 from .solvers.registry import solver_type_message
-from .validation import check_finite_grads, check_loss, check_params, check_same_dtype
-
-Loss = Callable[..., Tensor]
+from .typing import Loss, MatVec, Reduce
+from .validation import (
+    check_finite_grads,
+    check_loss,
+    check_params,
+    check_reach,
+    check_same_dtype,
+    gradients_by_group,
+    used_names,
+)
 
 
 @dataclass
@@ -100,7 +107,7 @@ class _FrozenInverse(torch.autograd.Function):
     """``b -> S b`` for a fixed symmetric linear operator ``S``; its backward is ``S`` applied by itself."""
 
     @staticmethod
-    def forward(ctx, apply: Callable[[Tensor], Tensor], b: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, apply: MatVec, b: Tensor) -> Tensor:  # type: ignore[override]
         ctx.solve = apply
         return apply(b)
 
@@ -140,41 +147,26 @@ def _validate(losses: object, params: object, solver: object) -> tuple[list[Loss
 
 
 def _check_usage(losses: list[Loss], params: list[Mapping[str, Tensor]]) -> None:
-    """Evaluate every loss once at the given point: finite scalars, and every parameter used where it must be.
-
-    A parameter of level ``k >= 1`` must reach ``losses[k]`` directly or through a lower level's loss (then it
-    can act on ``h_k`` through the responses); a parameter of level 0 must reach some loss.
-    """
-    n = len(losses)
+    """Evaluate every loss once at the given point: finite scalars with finite gradients, and every parameter used
+    where :func:`~hyperlevel.validation.check_reach` requires (``losses[k]`` or a lower level's loss)."""
     sets = [leaves(p) for p in params]
-    flat_leaves = [t for s in sets for t in s.values()]
     used: list[list[set[str]]] = []  # used[k][j]: names of params[j] that losses[k] depends on
     for k, fn in enumerate(losses):
         value = check_loss(fn(*sets), f"losses[{k}]")
-        gs = torch.autograd.grad(value, flat_leaves, allow_unused=True)
-        row, offset = [], 0
-        for j, s in enumerate(sets):
-            part = gs[offset : offset + len(s)]
-            offset += len(s)
-            row.append({name for name, g in zip(s, part, strict=True) if g is not None})
-            if j == k:
-                names = [nm for nm, g in zip(s, part, strict=True) if g is not None]
-                check_finite_grads(names, [g for g in part if g is not None], f"losses[{k}]")
-        used.append(row)
-    top_unused = [name for name in sets[0] if not any(name in used[k][0] for k in range(n))]
-    if top_unused:
-        raise InvalidProblemError(
-            f"params[0] entries {top_unused} influence none of the losses: their hypergradient is undefined; "
-            "remove them or check that the losses use them"
-        )
-    for k in range(1, n):
-        unused = [name for name in sets[k] if not any(name in used[j][k] for j in range(k, n))]
-        if unused:
-            raise InvalidProblemError(
-                f"params[{k}] entries {unused} do not influence losses[{k}] (neither directly nor through a lower "
-                f"level): the Hessian of level {k} is singular and their best response is undefined; remove them "
-                f"or make losses[{k}] depend on them"
-            )
+        grads = gradients_by_group(value, sets)
+        own = [(name, g) for name, g in zip(sets[k], grads[k], strict=True) if g is not None]
+        check_finite_grads([name for name, _ in own], [g for _, g in own], f"losses[{k}]")
+        used.append(used_names(sets, grads))
+    check_reach(used, [list(s) for s in sets], _unreached_message)
+
+
+def _unreached_message(k: int, names: list[str]) -> str:
+    if k == 0:
+        return (f"params[0] entries {names} influence none of the losses: their hypergradient is undefined; "
+                "remove them or check that the losses use them")
+    return (f"params[{k}] entries {names} do not influence losses[{k}] (neither directly nor through a lower "
+            f"level): the Hessian of level {k} is singular and their best response is undefined; remove them "
+            f"or make losses[{k}] depend on them")
 
 
 class _Nested:
@@ -199,9 +191,7 @@ class _Nested:
     def own_gradient(self, k: int, upper: list[Tensor], x: Tensor, lower: list[Tensor], create_graph: bool) -> Tensor:
         """``d losses[k] / d p_k`` at ``(upper, x, lower)``; with ``lower`` a function of ``x`` it is the total one."""
         value = self.loss(k, [*upper, x, *lower])
-        (g,) = torch.autograd.grad(value, x, create_graph=create_graph, allow_unused=True)
-        if g is None:
-            g = torch.zeros_like(x)
+        (g,) = zeros_for_none(torch.autograd.grad(value, x, create_graph=create_graph, allow_unused=True), [x])
         if not torch.isfinite(g).all():
             raise SolverDivergedError(f"the gradient of losses[{k}] with respect to params[{k}] contains NaN or Inf")
         return g
@@ -302,7 +292,7 @@ class _Nested:
         x0 = flatten(list(top.values()))
         value = self.loss(0, [x0, *responses([x0])])
         gs = torch.autograd.grad(value, list(top.values()), allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, top.values(), strict=True)]
+        return zeros_for_none(gs, top)
 
     def info(self, name: str, **kwargs) -> NestedSolverInfo:
         lower = self.levels[1:]
@@ -406,7 +396,7 @@ def _nested_hypergradient(losses, params, solver=None, *, return_info: bool = Fa
     if path is None:
         raise InvalidProblemError(
             f"{type(solver).__name__} computes {declaration.describe()}: a two-level quantity with no nested "
-            f"definition for {n} levels (FiniteDifference is TriCo's Alg. 1 for bilevel phases). Use "
+            f"definition for {n} levels (FiniteDifference probes one unrolled inner step of a bilevel problem). Use "
             "hyperlevel.hypergradient on each pair of levels, Unrolled(steps=1, inner_lr=...) here for the nested "
             "one-step quantity, or ConjugateGradient for the exact nested hypergradient"
             + (" (Unrolled(truncate=...) is not supported for more than 2 levels)"
@@ -441,7 +431,7 @@ def _nested_hypergradient(losses, params, solver=None, *, return_info: bool = Fa
         elif path == "partial":
             value = state.loss(0, [flatten(list(top.values()))] + state.base[1:])
             gs = torch.autograd.grad(value, list(top.values()), allow_unused=True)
-            flat = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, top.values(), strict=True)]
+            flat = zeros_for_none(gs, top)
             flat = reduce_list(reduce, flat)
             info = state.info(type(solver).__name__, method="first_order")
         else:

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 from .errors import InvalidProblemError
 from .level import Level
-
-Params = dict[str, dict[str, Tensor]]
+from .typing import ParamsByLevel
 
 
 def call_objective(level: Level, params: Mapping[str, Mapping[str, Tensor]], batch: Any) -> Any:
@@ -91,54 +90,50 @@ class Problem:
     def __len__(self) -> int:
         return len(self.levels)
 
-    def parameters(self) -> Params:
+    def parameters(self) -> ParamsByLevel:
         """The live tensors of every level: ``{level: {name: tensor}}``."""
         return {lv.name: lv.named_parameters() for lv in self.levels}
 
-    def detached(self) -> Params:
+    def detached(self) -> ParamsByLevel:
         return {lv: {n: t.detach() for n, t in ps.items()} for lv, ps in self.parameters().items()}
 
     def check_objectives(self, batches: Mapping[str, Any]) -> None:
-        """Evaluate each objective once: it must be a finite scalar, and each level's parameters must reach its
-        own objective, directly or through the levels below it (a hyper-parameter that only enters the inner
-        loss is fine; a level whose parameters reach none of these objectives has no gradient to follow)."""
-        from .validation import check_loss
+        """Evaluate each objective once: it must be a finite scalar, evaluated at the parameters it is passed (not
+        the live module), and each level's parameters must reach its own objective, directly or through the levels
+        below it (:func:`~hyperlevel.validation.check_reach`: a hyper-parameter that only enters the inner loss is
+        fine; a level whose parameters reach none of these objectives has no gradient to follow)."""
+        from .validation import check_loss, check_reach, gradients_by_group, used_names
 
-        live = [(owner.name, n, t) for owner in self.levels for n, t in owner.named_parameters().items()
-                if t.requires_grad]
-        for k, lv in enumerate(self.levels):
-            reached = False
-            for below in self.levels[k:]:
-                params = self.detached()
-                own = {n: t.detach().requires_grad_() for n, t in lv.named_parameters().items()}
-                params[lv.name] = own
-                with torch.enable_grad():
-                    raw = call_objective(below, params, batches.get(below.name))
-                    if not isinstance(raw, Tensor) or raw.numel() != 1 or not torch.isfinite(raw).all():
-                        check_loss(raw, f"objective of level {below.name!r}")  # raises a clear error
-                    if raw.requires_grad:
-                        inputs = list(own.values()) + [t for _, _, t in live]
-                        gs = torch.autograd.grad(raw.reshape(()), inputs, allow_unused=True)
-                        reached = reached or any(g is not None for g in gs[: len(own)])
-                        used_live = [(o, n) for (o, n, _), g in zip(live, gs[len(own):], strict=True)
-                                     if g is not None]
-                        if used_live:
-                            raise InvalidProblemError(
-                                f"the objective of level {below.name!r} uses the live parameters "
-                                f"{[f'{o}/{n}' for o, n in used_live][:4]} instead of the ones it is passed "
-                                f"(it calls the module directly), so solvers cannot evaluate it at other "
-                                f"parameters and its hypergradient would be silently zero or wrong. Evaluate the "
-                                f"module at params[level], e.g. torch.func.functional_call(module, "
-                                f"params[{used_live[0][0]!r}], (x,)) (hyperlevel.prefixed for sub-modules)"
-                            )
-                if reached:
-                    break
-            if not reached:
+        points = {lv.name: {n: t.detach().requires_grad_() for n, t in lv.named_parameters().items()}
+                  for lv in self.levels}
+        live = {f"{owner.name}/{n}": t for owner in self.levels for n, t in owner.named_parameters().items()
+                if t.requires_grad}
+        groups = [*points.values(), live]
+        used: list[list[set[str]]] = []  # used[j][k]: names of level k's parameters that objective j depends on
+        for lv in self.levels:
+            with torch.enable_grad():
+                raw = call_objective(lv, {k: dict(v) for k, v in points.items()}, batches.get(lv.name))  # own copy
+                if not isinstance(raw, Tensor) or raw.numel() != 1 or not torch.isfinite(raw).all():
+                    check_loss(raw, f"objective of level {lv.name!r}")  # raises a clear error
+                *row, used_live = used_names(groups, gradients_by_group(raw.reshape(()), groups))
+            if used_live:
+                first = [key for key in live if key in used_live]  # level order, as the problem lists them
                 raise InvalidProblemError(
-                    f"the parameters of level {lv.name!r} reach neither that level's own objective nor the "
-                    "objectives of the levels below it; does the objective read params[level_name]? (evaluate a "
-                    "module at the given parameters with torch.func.functional_call(module, params[level], ...))"
+                    f"the objective of level {lv.name!r} uses the live parameters {first[:4]} instead of the ones it "
+                    f"is passed (it calls the module directly), so solvers cannot evaluate it at other parameters "
+                    f"and its hypergradient would be silently zero or wrong. Evaluate the module at params[level], "
+                    f"e.g. torch.func.functional_call(module, params[{first[0].split('/')[0]!r}], (x,)) "
+                    f"(hyperlevel.prefixed for sub-modules)"
                 )
+            used.append(row)
+        check_reach(used, [list(p) for p in points.values()], self._unreached_message, every_parameter=False)
+
+    def _unreached_message(self, k: int, names: list[str]) -> str:
+        return (
+            f"the parameters of level {self.levels[k].name!r} reach neither that level's own objective nor the "
+            "objectives of the levels below it; does the objective read params[level_name]? (evaluate a module at "
+            "the given parameters with torch.func.functional_call(module, params[level], ...))"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

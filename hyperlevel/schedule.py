@@ -11,15 +11,16 @@ from torch import Tensor
 
 from .algorithms.base import Algorithm
 from .errors import InvalidProblemError
+from .hypergradient import default_solver
 from .level import OptimizerFactory
-from .solvers import FiniteDifference, Solver
+from .solvers import Solver
 from .solvers.registry import solver_type_message
 
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
 def cosine_restarts(period: int, period_mult: int = 1, eta_min: float = 0.0) -> SchedulerFactory:
-    """Cosine annealing with warm restarts (SGDR), stepped once per phase step, as TriCo trains."""
+    """Cosine annealing with warm restarts (SGDR), stepped once per phase step."""
     return lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         opt, T_0=period, T_mult=period_mult, eta_min=eta_min
     )
@@ -84,8 +85,13 @@ class Phase:
             plain training of ``inner``).
         inner: levels updated with their own gradient; several levels form one *joint* inner level.
         frozen: levels held constant. Levels named nowhere are frozen too; naming them documents intent.
-        solver: hypergradient solver for this phase (default: TriCo's ``FiniteDifference``); by name:
-            ``hyperlevel.solvers.get(name, **options)``.
+        solver: hypergradient solver for this phase; by name: ``hyperlevel.solvers.get(name, **options)``.
+            Default: the library's, :func:`hyperlevel.hypergradient.default_solver` for an inner size not known
+            in advance (``ConjugateGradient(iterations=50)``, the exact implicit hypergradient). It assumes a
+            (near-)stationary inner point and warns when the point is not; alternating training with one inner
+            step per outer step usually wants a step-based solver such as ``FiniteDifference(inner_lr=...)`` or
+            ``Unrolled``. Nested phases run it by the chord-step recursion; ``MinimalResidual`` or ``Dense``
+            take the faster joint method (docs/nesting.md).
         inner_steps: inner optimizer steps per outer step.
         max_steps: outer steps at most.
         until: optional stop criterion (:class:`Converged`).
@@ -95,8 +101,9 @@ class Phase:
         inner_objective: whose objective the joint inner level minimises (default: its innermost level's).
         reuse_inner_gradient: let the first inner step reuse the inner gradient the solver already computed
             at the same point and batch (``FiniteDifference`` computes it for its probe), saving one forward and
-            backward pass per step. That gradient is taken before the outer update, whereas TriCo's Alg. 1
-            (line 7) takes the inner step after it: off by default for fidelity.
+            backward pass per step. That gradient is taken before the outer update, whereas alternating
+            schemes take the inner step after it: off by default, so that the inner step sees the updated outer
+            levels.
         nested: instead of one bilevel split, treat ``outer + inner`` as a nested chain (outermost first) and
             update each level with its exact nested hypergradient (:func:`hyperlevel.nested_hypergradient`);
             the innermost level takes plain gradient steps.
@@ -110,7 +117,7 @@ class Phase:
     outer: Sequence[str]
     inner: Sequence[str]
     frozen: Sequence[str] = ()
-    solver: Solver = field(default_factory=FiniteDifference)
+    solver: Solver = field(default_factory=default_solver)
     inner_steps: int = 1
     max_steps: int = 1000
     until: Converged | None = None

@@ -10,16 +10,15 @@ the point is then not a minimum, and no step size helps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ._flat import flatten, leaves
-from .functional import HessianOperator, PairLoss, inner_gradient
-
-MatVec = Callable[[Tensor], Tensor]
+from .functional import HessianOperator, inner_gradient
+from .typing import MatVec, PairLoss
 
 
 @dataclass

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ._flat import Params, flatten, unflatten
+from ._flat import flatten, unflatten
+from .functional import total_derivative, zeros_for_none
 from .hypergradient import hypergradient
 from .solvers import Solver, SolverInfo
 from .solvers.target import ImplicitTarget, newton_solve
-
-PairLoss = Callable[[Params, Params], Tensor]
+from .typing import PairLoss, Params, ReducedObjective
 
 
 @dataclass
@@ -88,19 +88,14 @@ def exact_implicit_hypergradient(
     H = dense_hessian(lambda v: inner_loss(o, as_inner(v)), w0)
     f = outer_loss(o, as_inner(w))
     g_o = torch.autograd.grad(f, list(o.values()), allow_unused=True, retain_graph=True)
-    g_w = torch.autograd.grad(f, w, allow_unused=True)[0]
-    g_w = torch.zeros_like(w0) if g_w is None else g_w
+    (g_w,) = zeros_for_none(torch.autograd.grad(f, w, allow_unused=True), [w0])
     x = torch.linalg.solve(H, g_w)
     grad_inner = torch.autograd.grad(inner_loss(o, as_inner(w)), w, create_graph=True)[0]
     mixed = torch.autograd.grad(grad_inner, list(o.values()), grad_outputs=x, allow_unused=True)
-    out = {}
-    for (k, p), d, m in zip(o.items(), g_o, mixed, strict=True):
-        g = torch.zeros_like(p) if d is None else d
-        out[k] = (g if m is None else g - m).detach()
-    return out
+    return {k: g.detach() for k, g in zip(o, total_derivative(g_o, mixed, o), strict=True)}
 
 
-def central_differences(objective: Callable[[Params], Tensor], o: Params, step: float = 1e-5) -> dict[str, Tensor]:
+def central_differences(objective: ReducedObjective, o: Params, step: float = 1e-5) -> dict[str, Tensor]:
     """Central finite differences of a scalar function of a dict of tensors (float64, small problems)."""
     out: dict[str, Tensor] = {}
     base = {k: v.detach() for k, v in o.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -77,3 +77,48 @@ def check_finite_grads(names: Sequence[str], grads: Sequence[Tensor], what: str)
     for n, g in zip(names, grads, strict=True):
         if not torch.isfinite(g).all():
             raise NonFiniteError(f"the gradient of {what} with respect to {n!r} contains NaN or Inf")
+
+
+def gradients_by_group(value: Tensor, groups: Sequence[Mapping[str, Tensor]]) -> list[list[Tensor | None]]:
+    """``d value / d t`` for every tensor ``t`` of every group, in one backward pass, split by group: ``None`` where
+    the value does not depend on ``t`` (all ``None`` when the value carries no graph)."""
+    flat = [t for group in groups for t in group.values()]
+    gs = torch.autograd.grad(value, flat, allow_unused=True) if value.requires_grad else [None] * len(flat)
+    out, offset = [], 0
+    for group in groups:
+        out.append(list(gs[offset : offset + len(group)]))
+        offset += len(group)
+    return out
+
+
+def used_names(groups: Sequence[Mapping[str, Tensor]], grads: Sequence[Sequence[Tensor | None]]) -> list[set[str]]:
+    """Per group, the names whose gradient (from :func:`gradients_by_group`) is not ``None``."""
+    return [{name for name, g in zip(group, gs, strict=True) if g is not None}
+            for group, gs in zip(groups, grads, strict=True)]
+
+
+def check_reach(
+    used: Sequence[Sequence[Collection[str]]],
+    names: Sequence[Sequence[str]],
+    describe: Callable[[int, list[str]], str],
+    *,
+    every_parameter: bool = True,
+) -> None:
+    """The well-posedness rule of a nested problem (levels outermost first), in one place: the parameters of level
+    ``k`` must reach the objective of level ``k`` or of a level below it. Through a lower level they still act on
+    level ``k``'s objective, by that level's response (a hyper-parameter that only enters the inner loss is fine);
+    for the top level this means some objective. Parameters that reach none of these have no gradient to follow:
+    an undefined hypergradient at the top, a singular Hessian and an undefined best response below it.
+
+    ``used[j][k]`` holds the names of level ``k``'s parameters that objective ``j`` depends on, ``names[k]`` all of
+    level ``k``'s names. With ``every_parameter`` each name must reach (the functional API:
+    :func:`hyperlevel.nested_hypergradient`); without, at least one name per level (:class:`hyperlevel.Problem`,
+    whose modules may hold parameters a forward pass skips). Raises :class:`InvalidProblemError` with
+    ``describe(k, unreached_names)`` for the first level that breaks the rule.
+    """
+    n = len(names)
+    for k in range(n):
+        reached = set().union(*(used[j][k] for j in range(k, n)))
+        missing = [name for name in names[k] if name not in reached]
+        if missing and (every_parameter or len(missing) == len(names[k])):
+            raise InvalidProblemError(describe(k, missing))

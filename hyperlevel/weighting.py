@@ -12,12 +12,12 @@ from .errors import InvalidProblemError
 
 
 class LossWeights(nn.Module):
-    r"""Positive weights ``s_u`` over named losses, with TriCo's regularised total
+    r"""Positive weights ``s_u`` over named losses, with the regularised total
 
     .. math:: \mathcal{L}_{total} = \sum_u \frac{\mathcal{L}_u}{2 s_u} + \ln(1 + s_u^2).
 
     The weights are ``s = exp(log_s)``: positive under any optimizer step by construction (no clipping), and
-    initialised to ones (``log_s = 0``), as in TriCo's Alg. 1. The regulariser stops the trivial solution
+    initialised to ones (``log_s = 0``). The regulariser stops the trivial solution
     ``s -> inf``; at fixed losses the optimum satisfies ``L_u (1 + s_u^2) = 4 s_u^3``, so a *larger* loss gets
     a larger ``s_u`` and thus a smaller effective weight ``1 / (2 s_u)``. :meth:`weights` reports ``s``;
     :meth:`effective_weights` reports ``1 / (2 s)``.

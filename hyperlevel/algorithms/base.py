@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from .._flat import Params
 from ..errors import InvalidProblemError
+from ..functional import zeros_for_none
+from ..typing import PairLoss, Params
 from ..validation import check_loss
-
-PairLoss = Callable[[Params, Params], Tensor]
 
 
 # ---------------------------------------------------------------------- vector helpers over dicts of tensors
@@ -37,10 +36,6 @@ def combine(a: Mapping[str, Tensor], b: Mapping[str, Tensor], weight: float) -> 
 
 def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
     return sum((torch.sum(v * b[k]) for k, v in a.items()), start=torch.zeros((), dtype=_dtype(a)))
-
-
-def sq_norm(a: Mapping[str, Tensor]) -> Tensor:
-    return dot(a, a)
 
 
 def clone(a: Mapping[str, Tensor]) -> Params:
@@ -98,7 +93,7 @@ class Oracle:
             tensors = list(inputs.values())
             gs = torch.autograd.grad(value, tensors, allow_unused=True) if value.requires_grad else [None] * len(
                 tensors)
-        gs = [torch.zeros_like(t) if g is None else g.detach() for g, t in zip(gs, tensors, strict=True)]
+        gs = [g.detach() for g in zeros_for_none(gs, tensors)]
         n = len(xs) if "x" in wrt else 0
         gx = dict(zip(xs, gs[:n], strict=True)) if "x" in wrt else {}
         gy = dict(zip(ys, gs[n:], strict=True)) if "y" in wrt else {}
@@ -118,8 +113,8 @@ class Oracle:
             inputs = list(ys.values()) + list(xs.values())
             hs = torch.autograd.grad([g for g, _ in pairs], inputs, grad_outputs=[u for _, u in pairs],
                                      allow_unused=True) if pairs else [None] * len(inputs)
-        hs = [torch.zeros_like(t) if h is None else h.detach() for h, t in zip(hs, inputs, strict=True)]
-        grad_y = {k: torch.zeros_like(t) if g is None else g.detach() for (k, t), g in zip(ys.items(), gy, strict=True)}
+        hs = [h.detach() for h in zeros_for_none(hs, inputs)]
+        grad_y = {k: g.detach() for k, g in zip(ys, zeros_for_none(gy, ys), strict=True)}
         return grad_y, dict(zip(ys, hs[: len(ys)], strict=True)), dict(zip(xs, hs[len(ys):], strict=True))
 
     def inner_descent(self, x: Params, y: Params, steps: int, lr: float) -> Params:

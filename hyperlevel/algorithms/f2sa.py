@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._flat import Params
+from ..typing import Params
 from .base import Algorithm, Oracle, axpy
 from .penalty import penalised_inner_step, penalty_outer_gradient
 from .registry import register

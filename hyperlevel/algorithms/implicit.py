@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._flat import Params
 from ..errors import InvalidProblemError
 from ..hypergradient import hypergradient
 from ..solvers import Solver
+from ..typing import Params
 from .base import Algorithm, Oracle, axpy
 from .registry import register
 from .solver_names import resolve_solver

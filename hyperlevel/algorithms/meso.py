@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._flat import Params
+from ..typing import Params
 from .base import Algorithm, Oracle, axpy, combine
 from .registry import register
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._flat import Params
 from ..errors import InvalidProblemError, NonFiniteError
+from ..typing import PairLoss, Params
 from ..validation import check_params, check_same_dtype
 from .base import Algorithm, Oracle
 from .registry import get
@@ -156,7 +156,7 @@ class _Cycle:
         self.data = data
         self.iterator = None
 
-    def bind(self, loss: Callable[..., Tensor]) -> Callable[[Params, Params], Tensor]:
+    def bind(self, loss: Callable[..., Tensor]) -> PairLoss:
         if self.data is None:
             return loss
         if self.iterator is None:

@@ -8,7 +8,7 @@ second derivative.
 
 from __future__ import annotations
 
-from .._flat import Params
+from ..typing import Params
 from .base import Oracle, combine
 
 

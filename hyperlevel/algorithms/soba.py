@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .._flat import Params
+from ..typing import Params
 from .base import Algorithm, Oracle, axpy, combine
 from .registry import register
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._flat import Params
+from ..typing import Params
 from .base import Oracle, combine, dot
 
 

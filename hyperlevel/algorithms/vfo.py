@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._flat import Params
 from ..errors import InvalidProblemError
+from ..typing import Params
 from .base import Algorithm, Oracle, axpy
 from .registry import register
 from .value_function import barrier_direction

@@ -4,8 +4,9 @@ Build one by name with ``get(name, **options)`` (names: ``available()``); each s
 function's gradient it computes (:mod:`hyperlevel.solvers.target`).
 """
 
+from ..typing import Reduce
 from .aggregated import Aggregated
-from .base import Reduce, Solver, SolverInfo
+from .base import Solver, SolverInfo
 from .cg_normal import CGNormal
 from .dense import DENSE_JOINT_MAX_SIZE, DENSE_MAX_SIZE, Dense
 from .finite_difference import FiniteDifference

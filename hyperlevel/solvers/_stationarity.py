@@ -18,13 +18,22 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten, unflatten
+from .._flat import flatten, unflatten
 from ..errors import InvalidProblemError
-from ..functional import HessianOperator, backward_products, check_outer_used, inner_gradient, outer_partials
-from .base import OnNonconvergence, Reduce, Solver, SolverInfo, reduce_list
+from ..functional import (
+    HessianOperator,
+    backward_products,
+    check_outer_used,
+    inner_gradient,
+    outer_partials,
+    total_derivative,
+    zeros_for_none,
+)
+from ..typing import PairLoss, Params, Reduce
+from .base import OnNonconvergence, Solver, SolverInfo, reduce_list
 from .implicit import default_tol
 from .linear import LinearSolveInfo
-from .target import Declaration, FixedPointMap, ImplicitTarget, PairLoss
+from .target import Declaration, FixedPointMap, ImplicitTarget
 
 
 class Stationarity:
@@ -72,8 +81,8 @@ class Stationarity:
         if not used:
             return torch.zeros_like(u)
         pieces = unflatten(u, inputs)
-        (mu,) = backward_products([m for _, m in used], [pieces[i] for i, _ in used], [z])
-        return torch.zeros_like(u) if mu is None else mu
+        (mu,) = zeros_for_none(backward_products([m for _, m in used], [pieces[i] for i, _ in used], [z]), [u])
+        return mu
 
     def mixed(self, outer: Params, v: Tensor) -> list[Tensor | None]:
         """``(d_o T)^T v`` (releases the graph)."""
@@ -111,17 +120,14 @@ class StationaritySolver(Solver):
     ) -> tuple[list[Tensor], SolverInfo]:
         f_value, direct, d_inner = outer_partials(outer_loss, outer, inner)
         equation = Stationarity(inner_loss, outer, inner, self.fixed_point_map, self.scale())
-        b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
+        b = flatten(zeros_for_none(d_inner, inner))
         if reduce is not None:
             b = reduce(b)
         tol = self.tol if self.tol is not None else default_tol(b.dtype)
         v, lin = self.solve_transposed(equation, b, tol, reduce)
         mixed = equation.mixed(outer, v)
         check_outer_used(outer, direct, list(mixed))
-        result = []
-        for d, m, p in zip(direct, mixed, outer.values(), strict=True):
-            g = torch.zeros_like(p) if d is None else d
-            result.append(g if m is None else g - m)
+        result = total_derivative(direct, mixed, outer)
         info = SolverInfo(
             solver=type(self).__name__, iterations=lin.iterations, residual=lin.residual, converged=lin.converged,
             gradient_evals=2, hvp_evals=equation.products + 1, message=lin.message, outer_loss=float(f_value.detach()),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._flat import Params
 from ..errors import InvalidProblemError
-from ..functional import evaluate, grads
-from .base import PairLoss, Reduce, reduce_list
+from ..functional import evaluate, grads, zeros_for_none
+from ..typing import PairLoss, Params, Reduce
+from .base import reduce_list
 
 
 def loss_gradients(loss: PairLoss, outer: Params, w: Params, *, create_graph: bool, reduce: Reduce | None,
@@ -20,7 +20,7 @@ def loss_gradients(loss: PairLoss, outer: Params, w: Params, *, create_graph: bo
     missing = [n for n, g in zip(w, gs, strict=True) if g is None]
     if missing and required:
         raise InvalidProblemError(f"inner parameters {missing} do not influence {what}")
-    out = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, w.values(), strict=True)]
+    out = zeros_for_none(gs, w)
     if reduce is not None:
         step_reduce = getattr(reduce, "differentiable", reduce) if create_graph else reduce
         out = reduce_list(step_reduce, out)  # type: ignore[arg-type]

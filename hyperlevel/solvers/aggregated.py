@@ -8,10 +8,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .._flat import Params
-from ..functional import check_outer_used, evaluate, grads
+from ..functional import check_outer_used, evaluate, grads, zeros_for_none
+from ..typing import PairLoss, Params, Reduce
 from ._trajectory import loss_gradients
-from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .base import Solver, SolverInfo, reduce_list
 from .target import Declaration, Target
 
 
@@ -104,8 +104,7 @@ class Aggregated(Solver):
         value = evaluate(outer_loss, outer, w, "outer_loss")
         result = grads(value, outer)
         check_outer_used(outer, result, None)
-        out = reduce_list(reduce, [torch.zeros_like(p) if g is None else g
-                                   for g, p in zip(result, outer.values(), strict=True)])
+        out = reduce_list(reduce, zeros_for_none(result, outer))
         info = SolverInfo(solver=type(self).__name__, iterations=self.steps, gradient_evals=2 * self.steps + 1,
                           hvp_evals=2 * self.steps, outer_loss=float(value.detach()))
         return out, info

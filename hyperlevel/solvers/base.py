@@ -5,19 +5,15 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torch import Tensor
 
-from .._flat import Params
 from ..errors import ConvergenceError, ConvergenceWarning, DivergenceWarning, InvalidProblemError
+from ..typing import PairLoss, Params, Reduce
 from .target import Declaration
 
-PairLoss = Callable[[Params, Params], Tensor]
-#: Averages a tensor over data-parallel processes (identity in a single process); see hyperlevel.distributed.
-Reduce = Callable[[Tensor], Tensor]
 OnNonconvergence = Literal["warn", "raise", "ignore"]
 
 
@@ -157,10 +153,6 @@ def blow_up(first_loss: Tensor, last_loss: Tensor, first_step: Tensor | None = N
     if len(v) == 4 and v[3] > 10 * v[2] > 0:
         grew = True
     return grew, g0, gk
-
-
-def identity(t: Tensor) -> Tensor:
-    return t
 
 
 def reduce_list(reduce: Reduce | None, tensors: list[Tensor]) -> list[Tensor]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..typing import Reduce
 from ._stationarity import Stationarity, StationaritySolver, reduced
-from .base import OnNonconvergence, Reduce
+from .base import OnNonconvergence
 from .linear import LinearSolveInfo, conjugate_gradient
 from .target import FixedPointMap
 

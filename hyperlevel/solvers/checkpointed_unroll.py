@@ -21,10 +21,10 @@ import math
 import torch
 from torch import Tensor
 
-from .._flat import Params
 from ..errors import InvalidProblemError
-from ..functional import evaluate, grads
-from .base import PairLoss, Reduce, reduce_list
+from ..functional import evaluate, grads, zeros_for_none
+from ..typing import PairLoss, Params, Reduce
+from .base import reduce_list
 
 
 def _gradient(inner_loss: PairLoss, outer: Params, w: Params, reduce: Reduce | None, create_graph: bool):
@@ -77,7 +77,7 @@ def checkpointed_unroll(
     gs = grads(value, both)
     n_outer = len(outer)
     o_bar: list[Tensor | None] = list(gs[:n_outer])
-    adjoint = [torch.zeros_like(p) if g is None else g for g, p in zip(gs[n_outer:], w.values(), strict=True)]
+    adjoint = zeros_for_none(gs[n_outer:], w)
     final = {n: p.detach().requires_grad_() for n, p in w.items()}
     del w, both, gs
     recomputed = 0
@@ -93,7 +93,7 @@ def checkpointed_unroll(
             nxt = [p - inner_lr * g for p, g in zip(w_t.values(), g_t, strict=True)]
             back = torch.autograd.grad(nxt, [*w_t.values(), *outer.values()], grad_outputs=adjoint,
                                        allow_unused=True)
-            adjoint = [torch.zeros_like(p) if a is None else a for a, p in zip(back[: len(w_t)], w_t.values())]
+            adjoint = zeros_for_none(back[: len(w_t)], w_t)
             for k, contribution in enumerate(back[len(w_t):]):
                 if contribution is not None:
                     o_bar[k] = contribution if o_bar[k] is None else o_bar[k] + contribution

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten, unflatten
+from .._flat import flatten, unflatten
 from ..errors import InvalidProblemError, SolverDivergedError
-from ..functional import check_outer_used, inner_gradient, outer_partials
+from ..functional import check_outer_used, inner_gradient, outer_partials, total_derivative, zeros_for_none
 from ..optimality import relative_stationarity
-from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from ..typing import PairLoss, Params, Reduce
+from .base import Solver, SolverInfo, reduce_list
 from .target import Declaration, ImplicitTarget
 
 #: Most inner parameters for which two-level ``solver=None`` solves densely: measured crossover against CG
@@ -127,7 +128,7 @@ class Dense(Solver):
     ) -> tuple[list[Tensor], SolverInfo]:
         f_value, direct, d_inner = outer_partials(outer_loss, outer, inner)
         grad_w = inner_gradient(inner_loss, outer, inner, create_graph=True)
-        b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
+        b = flatten(zeros_for_none(d_inner, inner))
         hessian = dense_jacobian(grad_w, list(inner.values()))
         if reduce is not None:
             b, hessian = reduce(b), reduce(hessian)
@@ -138,10 +139,7 @@ class Dense(Solver):
         mixed = torch.autograd.grad([g for g, _ in live], list(outer.values()), grad_outputs=[v for _, v in live],
                                     allow_unused=True)
         check_outer_used(outer, direct, list(mixed))
-        result = []
-        for d, m, p in zip(direct, mixed, outer.values(), strict=True):
-            g = torch.zeros_like(p) if d is None else d
-            result.append(g if m is None else g - m)
+        result = total_derivative(direct, mixed, outer)
         n = x.numel()
         # issue 13: how stationary the given inner point is, from the Hessian already built (no extra product)
         g_flat = flatten([g.detach().reshape(-1) for g in grad_w])

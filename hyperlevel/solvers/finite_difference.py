@@ -1,13 +1,23 @@
-"""DARTS-style finite-difference hypergradient (TriCo's Alg. 1, "upper-level variable probe")."""
+"""DARTS-style finite-difference hypergradient: one unrolled inner step, its coupled term by a probe of the outer
+variables."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten, unflatten
-from ..functional import check_outer_used, evaluate, grads, inner_gradient, outer_partials
-from .base import PairLoss, Reduce, Solver, SolverInfo, blow_up, reduce_list
+from .._flat import flatten, unflatten
+from ..functional import (
+    check_outer_used,
+    evaluate,
+    grads,
+    inner_gradient,
+    outer_partials,
+    total_derivative,
+    zeros_for_none,
+)
+from ..typing import PairLoss, Params, Reduce
+from .base import Solver, SolverInfo, blow_up, reduce_list
 from .target import Declaration, UnrolledTarget
 from .unrolled import divergence_message
 
@@ -21,12 +31,12 @@ class FiniteDifference(Solver):
 
     and the mixed product is replaced by ``(d_o G(o, w + eps v) - d_o G(o, w - eps v)) / (2 eps)`` with
     ``eps = epsilon / ||v||`` (DARTS' scaling, so ``epsilon`` is the length of the probe in parameter space).
-    The probe direction is the *outer* objective's gradient at the unrolled point, as in the DARTS derivation that
-    TriCo cites; TriCo's Alg. 1 writes the lower objective's gradient, which does not approximate the coupled term
+    The probe direction is the *outer* objective's gradient at the unrolled point, as in the DARTS derivation; a
+    probe along the lower objective's gradient (as some write it) does not approximate the coupled term
     (docs/concepts.md). Cost: 5 gradient evaluations and no Hessian-vector product; error ``O(epsilon^2)``.
 
     Args:
-        inner_lr: the step of the one-step unrolled inner update (TriCo's ``gamma_l``).
+        inner_lr: the step of the one-step unrolled inner update (usually the inner level's learning rate).
         epsilon: length of the finite-difference probe (DARTS uses 0.01).
         check_divergence: evaluate the inner loss after the unrolled step (one forward pass, no backward) and
             report ``converged=False`` with a :class:`~hyperlevel.DivergenceWarning` when the step increased it
@@ -66,7 +76,7 @@ class FiniteDifference(Solver):
         if self.check_divergence:  # one forward pass: did the unrolled step increase the inner loss?
             stepped = evaluate(inner_loss, outer, w_hat, "inner_loss")
             diverged, g0, g1 = blow_up(g_value, stepped, reduce=reduce)
-        v = flatten([torch.zeros_like(p) if d is None else d for d, p in zip(d_inner, shapes, strict=True)])
+        v = flatten(zeros_for_none(d_inner, shapes))
         if reduce is not None:
             v = reduce(v)
         v_norm = torch.linalg.vector_norm(v)
@@ -94,8 +104,4 @@ class FiniteDifference(Solver):
                 f"FiniteDifference(inner_lr={self.inner_lr})", "inner_lr", self.inner_lr, g0, g1, [], inner_loss,
                 outer, inner, reduce,
             )
-        result = []
-        for d, c, p in zip(direct, coupled, outer.values(), strict=True):
-            r = torch.zeros_like(p) if d is None else d
-            result.append(r if c is None else r - self.inner_lr * c)
-        return reduce_list(reduce, result), info
+        return reduce_list(reduce, total_derivative(direct, coupled, outer, self.inner_lr)), info

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from .._flat import Params
-from ..functional import evaluate, grads
-from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from ..functional import evaluate, grads, zeros_for_none
+from ..typing import PairLoss, Params, Reduce
+from .base import Solver, SolverInfo, reduce_list
 from .target import Declaration, PartialTarget
 
 
@@ -30,7 +29,7 @@ class FirstOrder(Solver):
     ) -> tuple[list[Tensor], SolverInfo]:
         value = evaluate(outer_loss, outer, inner, "outer_loss")
         gs = grads(value, outer)
-        out = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, outer.values(), strict=True)]
+        out = zeros_for_none(gs, outer)
         return reduce_list(reduce, out), SolverInfo(
             solver=type(self).__name__, gradient_evals=1, outer_loss=float(value.detach())
         )

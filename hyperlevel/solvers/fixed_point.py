@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from ..errors import SolverDivergedError
+from ..typing import Reduce
 from ._stationarity import Stationarity, StationaritySolver, reduced
-from .base import OnNonconvergence, Reduce
+from .base import OnNonconvergence
 from .linear import LinearSolveInfo
 from .target import FixedPointMap
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ..errors import SolverDivergedError
+from ..typing import MatVec, Reduce
 from ._stationarity import Stationarity, StationaritySolver, reduced
-from .base import OnNonconvergence, Reduce
+from .base import OnNonconvergence
 from .linear import LinearSolveInfo
 from .target import FixedPointMap
 
 
-def gmres(matvec: Callable[[Tensor], Tensor], b: Tensor, *, iterations: int, restart: int, tol: float,
+def gmres(matvec: MatVec, b: Tensor, *, iterations: int, restart: int, tol: float,
           solver_name: str = "GMRES") -> tuple[Tensor, LinearSolveInfo]:
     """Solve ``A x = b`` for a general (non-symmetric, possibly indefinite) ``A`` by restarted GMRES(``restart``).
 

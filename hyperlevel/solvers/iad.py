@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._flat import Params
-from ..functional import check_outer_used, evaluate
+from ..functional import check_outer_used, evaluate, zeros_for_none
+from ..typing import PairLoss, Params, Reduce
 from ._trajectory import descend, loss_gradients
-from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .base import Solver, SolverInfo, reduce_list
 from .target import Declaration, UnrolledTarget
 
 
@@ -78,9 +78,8 @@ class InitialisationAuxiliary(Solver):
         both = torch.autograd.grad(value, [*outer.values(), *z.values()], allow_unused=True)
         result, dz = list(both[: len(outer)]), list(both[len(outer):])
         check_outer_used(outer, result, None)
-        out = reduce_list(reduce, [torch.zeros_like(p) if g is None else g
-                                   for g, p in zip(result, outer.values(), strict=True)])
-        dz = reduce_list(reduce, [torch.zeros_like(p) if g is None else g for g, p in zip(dz, z.values())])
+        out = reduce_list(reduce, zeros_for_none(result, outer))
+        dz = reduce_list(reduce, zeros_for_none(dz, z))
         self._init = {k: (p - self.init_lr * g).detach() for (k, p), g in zip(z.items(), dz, strict=True)}
         info = SolverInfo(solver=type(self).__name__, iterations=self.steps, gradient_evals=self.steps + 1,
                           hvp_evals=self.steps, outer_loss=float(value.detach()),

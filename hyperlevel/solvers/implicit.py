@@ -17,14 +17,22 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten
+from .._flat import flatten
 from ..errors import InvalidProblemError
-from ..functional import HessianOperator, check_outer_used, inner_gradient, outer_partials
+from ..functional import (
+    HessianOperator,
+    check_outer_used,
+    inner_gradient,
+    outer_partials,
+    total_derivative,
+    zeros_for_none,
+)
 from ..hvp import AutoHvp, check_hvp_option, resolve
 from ..optimality import ADVICE, ON_NONSTATIONARY, STATIONARITY_TOL, OnNonstationary, relative_stationarity
 from ..precision import UnitProducts
 from ..spectral import largest_eigenvalue
-from .base import OnNonconvergence, PairLoss, Reduce, Solver, SolverInfo, check_choice, reduce_list
+from ..typing import PairLoss, Params, Reduce
+from .base import OnNonconvergence, Solver, SolverInfo, check_choice, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, minres, neumann_series
 from .target import Declaration, ImplicitTarget
 
@@ -78,7 +86,7 @@ class ImplicitSolver(Solver):
         hessian, hvp_path, hvp_extra = resolve(hvp, inner_loss, outer, inner)
         if getattr(inner_loss, "hyperlevel_precision", None) is not None:  # mixed precision: keep products in range
             hessian = UnitProducts(hessian)
-        b = flatten([torch.zeros_like(p) if g is None else g for g, p in zip(d_inner, inner.values(), strict=True)])
+        b = flatten(zeros_for_none(d_inner, inner))
         if reduce is not None:
             b = reduce(b)
             x, lin = self.linear_solve(lambda v: reduce(hessian(v)), b)
@@ -104,10 +112,7 @@ class ImplicitSolver(Solver):
         g_norm, stationarity = self._stationarity(grad_w, inner, hessian, reduce)
         mixed = hessian.mixed(outer, x)
         check_outer_used(outer, direct, list(mixed))
-        result = []
-        for d, m, p in zip(direct, mixed, outer.values(), strict=True):
-            g = torch.zeros_like(p) if d is None else d
-            result.append(g if m is None else g - m)
+        result = total_derivative(direct, mixed, outer)
         result = reduce_list(reduce, result)
         info = SolverInfo(
             solver=type(self).__name__,

@@ -7,15 +7,13 @@ the nested (N-level) solvers share them, and users can reuse them for their own 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..errors import SolverDivergedError
-
-MatVec = Callable[[Tensor], Tensor]
+from ..typing import MatVec
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The solver registry: one table from a solver's name (its ``method``) to its class.
 
-``get("cg", iterations=20)`` builds a solver by name, ``available()`` lists the names. Benchmarks, configuration
-files (TriCo's ``algorithm.solver.name``), ``Phase(solver="cg")`` and ``hypergradient(..., solver="cg")`` all go
-through it. Adding a solver is one file (a :class:`~hyperlevel.solvers.Solver` subclass with ``method`` and a
+``get("cg", iterations=20)`` builds a solver by name, ``available()`` lists the names. Benchmarks, the solver names
+of configuration files and of :func:`hyperlevel.algorithms.get` all go through it; ``Phase`` and ``hypergradient``
+take the built object (``solver=get("cg")``). Adding a solver is one file (a :class:`~hyperlevel.solvers.Solver` subclass with ``method`` and a
 ``declaration``) plus one line in :data:`SOLVERS`; users can add their own at run time with :func:`register`.
 """
 

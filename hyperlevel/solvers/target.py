@@ -4,7 +4,7 @@ Every solver declares a :class:`Declaration`: the :class:`Target` (a scalar func
 the given point: the implicit objective ``F(o, w*(o))``, the K-step unrolled objective ``F(o, w_K(o))``, the
 partial objective ``F(o, w)``, ...), whether it computes that gradient exactly or approximates it and how, and
 which N-level path :func:`hyperlevel.nested_hypergradient` may take with it. ``hyperlevel.testing``,
-``nested_hypergradient``, the engine, the benchmarks and TriCo dispatch on this declaration, never on solver
+``nested_hypergradient``, the engine, the benchmarks and the examples dispatch on this declaration, never on solver
 classes, so a new solver is one file plus one line in :mod:`hyperlevel.solvers.registry`.
 
 A target's :meth:`Target.objective` is a *reference* implementation: plain, graph-free evaluations meant for
@@ -21,12 +21,11 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten, unflatten
+from .._flat import flatten, unflatten
+from ..typing import PairLoss, Params, ReducedObjective
 
-PairLoss = Callable[[Params, Params], Tensor]
 #: a fixed-point map ``Phi(outer, inner) -> inner`` whose fixed point ``w = Phi(o, w)`` is the inner solution
 FixedPointMap = Callable[[Params, Params], Params]
-Objective = Callable[[Params], Tensor]
 #: the N-level path of nested_hypergradient a solver supports (None: two levels only)
 NestedPath = Literal["implicit", "joint", "unrolled", "partial"]
 
@@ -38,7 +37,7 @@ class Target(ABC):
     kind: ClassVar[str] = ""
 
     @abstractmethod
-    def objective(self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params) -> Objective:
+    def objective(self, outer_loss: PairLoss, inner_loss: PairLoss, outer: Params, inner: Params) -> ReducedObjective:
         """``o -> target(o)`` around the given point ``(outer, inner)`` (graph-free; for finite differences)."""
 
     @abstractmethod

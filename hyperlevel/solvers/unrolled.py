@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten
+from .._flat import flatten
 from ..errors import InvalidProblemError
-from ..functional import check_outer_used, evaluate, grads
-from .base import PairLoss, Reduce, Solver, SolverInfo, blow_up, reduce_list
+from ..functional import check_outer_used, evaluate, grads, zeros_for_none
+from ..typing import PairLoss, Params, Reduce
+from .base import Solver, SolverInfo, blow_up, reduce_list
 from .target import Declaration, UnrolledTarget
 
 
@@ -115,7 +116,7 @@ class Unrolled(Solver):
         result = grads(value, outer)
         if self.truncate is None:  # unused in both losses: no path from it to F(o, w_K)
             check_outer_used(outer, result, None)
-        out = [torch.zeros_like(p) if g is None else g for g, p in zip(result, outer.values(), strict=True)]
+        out = zeros_for_none(result, outer)
         out = reduce_list(reduce, out)
         info = SolverInfo(
             solver=type(self).__name__, iterations=self.steps, gradient_evals=self.steps + 1, hvp_evals=differentiated,
@@ -137,8 +138,7 @@ class Unrolled(Solver):
         )
         if self.truncate is None:
             check_outer_used(outer, result, None)
-        out = reduce_list(reduce, [torch.zeros_like(p) if g is None else g
-                                   for g, p in zip(result, outer.values(), strict=True)])
+        out = reduce_list(reduce, zeros_for_none(result, outer))
         info = SolverInfo(
             solver=type(self).__name__, iterations=self.steps,
             gradient_evals=self.steps + 1 + int(extra["recomputed_steps"]) + differentiated,

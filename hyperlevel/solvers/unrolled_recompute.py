@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from .._flat import Params
-from ..functional import check_outer_used, evaluate
+from ..functional import check_outer_used, evaluate, zeros_for_none
+from ..typing import PairLoss, Params, Reduce
 from ._trajectory import descend, detached, loss_gradients
-from .base import PairLoss, Reduce, Solver, SolverInfo, reduce_list
+from .base import Solver, SolverInfo, reduce_list
 from .target import Declaration, UnrolledTarget
 
 
@@ -69,8 +69,8 @@ class UnrolledRecompute(Solver):
             gradient_evals += 1
         value = evaluate(outer_loss, outer, w, "outer_loss")
         direct = list(torch.autograd.grad(value, [*outer.values(), *w.values()], allow_unused=True))
-        total = [torch.zeros_like(p) if g is None else g for g, p in zip(direct[: len(outer)], outer.values())]
-        adjoint = [torch.zeros_like(p) if g is None else g for g, p in zip(direct[len(outer):], w.values())]
+        total = zeros_for_none(direct[: len(outer)], outer)
+        adjoint = zeros_for_none(direct[len(outer):], w)
         coupled = [False] * len(outer)
         adjoint = reduce_list(reduce, adjoint)
         for start in reversed(starts):

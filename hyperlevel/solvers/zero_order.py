@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._flat import Params, flatten, unflatten
+from .._flat import flatten, unflatten
 from ..functional import evaluate
+from ..typing import PairLoss, Params, Reduce
 from ._trajectory import descend, detached, loss_gradients
-from .base import PairLoss, Reduce, Solver, SolverInfo
+from .base import Solver, SolverInfo
 from .target import Declaration, PartialTarget, UnrolledTarget
 
 
