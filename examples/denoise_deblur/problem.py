@@ -27,8 +27,8 @@ class Settings:
     batch: int = 8
     train_samples: int = 4096
     val_samples: int = 512
-    warmup_steps: int = 800
-    bilevel_steps: int = 300
+    warmup_steps: int = 150
+    bilevel_steps: int = 150
     lr: float = 2e-3
     weights_lr: float = 2e-2
     width: int = 32
