@@ -267,7 +267,7 @@ def prune_numbered(folder: str | os.PathLike[str], keep: int, current_step: int)
 def clean_temporary_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files (``.NAME.XXXX.tmp``) a killed writer left in ``folder``.
 
-    Call it only while no other process writes there (the engine holds the folder's :class:`RunLock`).
+    Call it only while no other process writes there (the engine holds the folder's :class:`~hyperlevel.runfolder.RunLock`).
     """
     folder = Path(folder)
     if not folder.is_dir():

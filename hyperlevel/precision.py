@@ -9,7 +9,7 @@ float16 has a narrow exponent range: small gradients underflow to zero in the ba
 therefore multiplied by a loss scale ``S`` (default ``2**10``) before differentiation and the results divided by
 ``S`` afterwards. Every hypergradient solver gives exactly ``S_F`` times its result when the outer loss is scaled by
 ``S_F`` and the inner loss by ``S_G``, once the inner step sizes are divided by ``S_G`` (``inner_lr`` of Unrolled and
-FiniteDifference, ``alpha`` of Neumann; CG and the implicit formula are invariant), which :func:`scaled_call` does
+FiniteDifference, ``alpha`` of Neumann; CG and the implicit formula are invariant), which :func:`rescaled_solver` does
 on a copy of the solver. When the float16 result is not finite the functional entry point halves ``S`` and tries
 again (dynamic loss scaling, at most ``max_retries`` times) and reports the scale used in
 ``SolverInfo.extra["loss_scale"]``. bfloat16 has float32's exponent range and uses no scale.

@@ -204,7 +204,8 @@ class CandidateLosses:
         vgg_weights: path of torchvision's ``vgg19-dcbb9e9d.pth`` (default: env ``TRICO_VGG19_WEIGHTS``
             or torchvision's cache ``torch.hub.get_dir()/checkpoints/``).
         allow_random_init: use a randomly initialised VGG19 (logged as a warning) when no weights exist.
-        ssim_kernel_size, ssim_sigma: SSIM window.
+        ssim_kernel_size: SSIM window size.
+        ssim_sigma: SSIM window's Gaussian standard deviation.
         device: where the VGG19 lives (``.to(device)`` moves it later).
 
     ``v`` is the tensor the luminance loss regularises (the enhanced / illumination output); ``None`` uses

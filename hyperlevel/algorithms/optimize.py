@@ -75,18 +75,21 @@ def optimize(
     Args:
         outer_loss: ``F(outer_params, inner_params) -> scalar`` (``F(outer, inner, batch)`` with ``outer_data``).
         inner_loss: ``G(outer_params, inner_params) -> scalar`` (``G(outer, inner, batch)`` with ``inner_data``).
-        outer_params, inner_params: dicts of name -> tensor, the starting point (never modified).
+        outer_params: dict of name -> tensor, the outer starting point (never modified).
+        inner_params: dict of name -> tensor, the inner starting point (never modified).
         method: a registered name (``hyperlevel.algorithms.available()``: ``implicit``, ``bome``, ``f2sa``,
             ``pgdo``, ``meso``, ``vfo``, ``soba``) or an :class:`~hyperlevel.algorithms.Algorithm` object.
         steps: iterations of the method.
-        outer_lr, inner_lr: step sizes of the outer and inner variables (every method takes both).
+        outer_lr: step size of the outer variables (every method takes both step sizes).
+        inner_lr: step size of the inner variables.
         record_every: record the history every that many steps (default: about 200 records per run); the
             first and last step are always recorded.
         monitor: ``monitor(outer, inner) -> {name: value}``, evaluated at each record outside the timed region
             (e.g. a test accuracy or the exact hypergradient norm), stored in ``HistoryEntry.extra``.
         until: ``until(outer, inner) -> bool``, checked at each record: stop early once it holds.
-        outer_data, inner_data: iterables of minibatches; each step draws the next batch of each (restarting
-            an exhausted iterable) and the losses get it as third argument: stochastic versions of the methods.
+        outer_data: iterable of minibatches for ``outer_loss``; each step draws the next batch (restarting an
+            exhausted iterable) and the loss gets it as third argument: stochastic versions of the methods.
+        inner_data: the same for ``inner_loss``.
         **options: the method's own options (docs/algorithms.md); an unknown one is an error listing them.
 
     Returns:

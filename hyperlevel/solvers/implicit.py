@@ -218,7 +218,8 @@ class Neumann(ImplicitSolver):
             ``alpha = 1 / lambda_max``, safe while the estimate is within a factor 2 of the truth.
         tol: relative residual at which to stop early (default 1e-10 in float64, 1e-5 else).
         on_nonconvergence: ``"warn"`` (default), ``"raise"`` or ``"ignore"``.
-        on_nonstationary, stationarity_tol: as for :class:`ConjugateGradient`.
+        on_nonstationary: as for :class:`ConjugateGradient`.
+        stationarity_tol: as for :class:`ConjugateGradient`.
         power_iterations: the products spent on the estimate when ``alpha="auto"``.
         hvp: the product path, as for :class:`ConjugateGradient`.
     """
