@@ -30,6 +30,14 @@ def _finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+def _start(matvec: MatVec, b: Tensor, x0: Tensor | None) -> tuple[Tensor, Tensor, int]:
+    """The first iterate, its residual ``b - A x`` and the products that cost (a warm start costs one)."""
+    if x0 is None:
+        return torch.zeros_like(b), b.clone(), 0
+    x = x0.clone()
+    return x, b - matvec(x), 1
+
+
 def conjugate_gradient(
     matvec: MatVec,
     b: Tensor,
@@ -49,14 +57,7 @@ def conjugate_gradient(
     b_norm = torch.linalg.vector_norm(b)
     if b_norm == 0:
         return torch.zeros_like(b), LinearSolveInfo(0, 0.0, True, 0, "right-hand side is zero")
-    matvecs = 0
-    if x0 is None:
-        x = torch.zeros_like(b)
-        r = b.clone()
-    else:
-        x = x0.clone()
-        r = b - matvec(x)
-        matvecs += 1
+    x, r, matvecs = _start(matvec, b, x0)
     p = r.clone()
     # Scalars live on the host as Python floats: one synchronisation per inner product, and the vector updates
     # are in-place axpys, which on small problems is where the time goes (per-call overhead, not arithmetic).
@@ -186,14 +187,7 @@ def minres(
     b_norm = float(b_norm_t)
     if b_norm == 0:
         return torch.zeros_like(b), LinearSolveInfo(0, 0.0, True, 0, "right-hand side is zero")
-    matvecs = 0
-    if x0 is None:
-        x = torch.zeros_like(b)
-        r1 = b.clone()
-    else:
-        x = x0.clone()
-        r1 = b - matvec(x)
-        matvecs += 1
+    x, r1, matvecs = _start(matvec, b, x0)
     beta1 = float(torch.linalg.vector_norm(r1))
     if beta1 <= tol * b_norm:
         return x, LinearSolveInfo(0, beta1 / b_norm, True, matvecs)
