@@ -23,6 +23,8 @@ import re
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,20 +63,27 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+@contextmanager
+def _replacing(target: Path) -> Iterator[tuple[int, str]]:
+    """A temporary file ``(fd, name)`` beside ``target`` that replaces it when the block ends normally
+    (``os.replace`` is atomic) and is removed when the block raises: a crash never leaves ``target`` half written."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        yield fd, tmp
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    path = Path(path)
+    with _replacing(path) as (fd, _), os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _write_record(path: Path, digest: str | None = None) -> None:
@@ -100,18 +109,12 @@ def save_atomic(obj: Any, path: str | os.PathLike[str], *, record: bool = True) 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    with _replacing(path) as (fd, tmp):
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         digest = _digest(Path(tmp)) if record else None
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     if record:
         _write_record(path, digest)
     else:
@@ -125,9 +128,8 @@ def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str])
     import shutil
 
     source, target = Path(source), Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with _replacing(target) as (fd, tmp):
+        os.close(fd)
         os.unlink(tmp)
         try:
             os.link(source, tmp)
@@ -135,11 +137,6 @@ def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str])
             shutil.copyfile(source, tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     record = _read_record(source)
     _write_record(target, record[0] if record is not None else None)
     return target
