@@ -33,6 +33,29 @@ def test_holdout_leaves_training_and_makes_the_val_split():
         embedded_dataset("train", holdout=("chelsea",))
 
 
+def test_extra_split_photos_from_other_wheels_disjoint_and_fixed():
+    from examples.restoration.data import EXTRA_TEST_IMAGES, load_skimage_photo
+
+    assert not set(EXTRA_TEST_IMAGES) & (set(TRAIN_IMAGES) | set(TEST_IMAGES))
+    extra = embedded_dataset("extra", hr_size=64, degradation="unseen")
+    assert [s["name"] for s in extra.samples][:3] == ["china-2.5", "china-3.5", "china-4.5"]
+    assert len(extra) == 3 * len(EXTRA_TEST_IMAGES)
+    assert tuple(extra[0]["input"].shape) == (3, 32, 32) and tuple(extra[0]["target"].shape) == (3, 64, 64)
+    again = embedded_dataset("extra", hr_size=64, degradation="unseen")
+    assert all((a["input"] == b["input"]).all() for a, b in zip(extra.samples, again.samples, strict=True))
+    assert tuple(load_skimage_photo("grace_hopper").shape) == (3, 600, 512)  # matplotlib's sample photo, as shipped
+    with pytest.raises(ValueError, match="'extra'"):
+        embedded_dataset("bogus")
+
+
+def test_evaluate_cli_measures_the_extra_split(tmp_path):
+    out = tmp_path / "extra.json"
+    assert main(["evaluate", "--split", "extra", "--baselines", "bicubic", "--metrics", "psnr",
+                 "--degradation", "seen", "--output", str(out), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["split"] == "extra" and report["degradations"]["seen"]["num_images"] == 9
+
+
 def test_holdout_config_errors():
     with pytest.raises(ConfigError, match="data.holdout"):
         load_config("demo", ["data.holdout=[chelsea]"])

@@ -54,7 +54,7 @@ def build_eval_dataset(spec: str, scale: int = 2, split: str = "test", seed: int
     from .data.sources import SOURCES
 
     kind = spec.partition(":")[0]
-    if kind == "embedded":
+    if kind == "embedded" and split.lower() != "extra":
         split = "test"  # the embedded evaluation set is the test split (select.py builds the 'val' one)
     options = {"degradation": degradation} if kind in SOURCES and SOURCES.get(kind).synthetic else {}
     return SOURCES.build(spec, split, scale=scale, seed=seed, centre_crop=centre_crop, exposures=exposures,
@@ -280,7 +280,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="synthetic data: the degradation model(s) to measure under (default both)")
     parser.add_argument("--scale", type=int, default=None, choices=(1, 2, 4),
                         help="baselines: the scale (default 2); checkpoints: taken from the checkpoint")
-    parser.add_argument("--split", default="test", help="RELLISUR split: Train, Val or Test")
+    parser.add_argument("--split", default="test",
+                        help="RELLISUR split: Train, Val or Test; embedded: test (chelsea, rocket) or extra (china, "
+                             "flower, grace_hopper: photos shipped by scikit-learn and matplotlib)")
     parser.add_argument("--exposures", help="RELLISUR exposure filter: '2.5,3.5' (values) or '2.5..4' (range)")
     parser.add_argument("--centre-crop", type=int, help="centre crop in LR pixels (RELLISUR / folder)")
     parser.add_argument("--ev-range", type=float, nargs=2, default=(2.5, 4.5), help="folder: darkening range")

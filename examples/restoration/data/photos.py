@@ -3,6 +3,9 @@
 No download is involved: only images that ``skimage.data`` ships in its wheel are used (those that need
 ``pooch`` downloads, e.g. ``eagle`` or ``lily``, are excluded). ``TRAIN_IMAGES`` and ``TEST_IMAGES`` are disjoint:
 a task trains on the first (minus any held-out validation photos) and reports on the second.
+``EXTRA_TEST_IMAGES`` (split ``"extra"``) are three more photos from *other* sources, shipped in the scikit-learn
+and matplotlib wheels (``china.jpg``, ``flower.jpg``, ``grace_hopper.jpg``): other cameras, other JPEG
+pipelines, never trained on, a second test set against which a model tuned on the scikit-image photos is checked.
 :class:`FixedPairs` holds precomputed ``{"input", "target", "name", ...}`` samples (test and validation splits).
 """
 
@@ -22,31 +25,55 @@ from ..degradations import quantize_8bit
 from ..imageio import is_image_file
 from .common import DataNotFoundError, SampleKey, split_key
 
-__all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "load_skimage_photo", "embedded_photo_names", "list_images",
+__all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "EXTRA_TEST_IMAGES", "load_skimage_photo", "embedded_photo_names", "list_images",
            "FixedPairs"]
 
 TRAIN_IMAGES: tuple[str, ...] = ("astronaut", "coffee", "motorcycle_left", "motorcycle_right",
                                  "hubble_deep_field", "immunohistochemistry")
 TEST_IMAGES: tuple[str, ...] = ("chelsea", "rocket")
+EXTRA_TEST_IMAGES: tuple[str, ...] = ("china", "flower", "grace_hopper")
+#: where the extra photos live: (package, path inside it)
+_WHEEL_PHOTOS: dict[str, tuple[str, str]] = {
+    "china": ("sklearn", "datasets/images/china.jpg"),
+    "flower": ("sklearn", "datasets/images/flower.jpg"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+}
+
+
+def _load_wheel_photo(name: str) -> np.ndarray:
+    from importlib.resources import files
+
+    from PIL import Image
+
+    package, path = _WHEEL_PHOTOS[name]
+    try:
+        resource = files(package).joinpath(path)
+    except ModuleNotFoundError:
+        raise DataNotFoundError(f"photo {name!r} ships with the {package} package, which is not installed "
+                                f"(pip install {'scikit-learn' if package == 'sklearn' else package})") from None
+    with resource.open("rb") as fh, Image.open(fh) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 @lru_cache(maxsize=16)
 def _load_uint8(name: str) -> np.ndarray:
     import skimage.data as skd
 
-    if name in ("motorcycle_left", "motorcycle_right"):
+    if name in _WHEEL_PHOTOS:
+        arr = _load_wheel_photo(name)
+    elif name in ("motorcycle_left", "motorcycle_right"):
         left, right, _ = skd.stereo_motorcycle()
         arr = left if name == "motorcycle_left" else right
     else:
         arr = getattr(skd, name)()
     arr = np.asarray(arr)
     if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"skimage.data.{name} is not an 8-bit RGB photo (shape {arr.shape}, {arr.dtype})")
+        raise ValueError(f"photo {name} is not an 8-bit RGB photo (shape {arr.shape}, {arr.dtype})")
     return arr
 
 
 def load_skimage_photo(name: str, short_side: int | None = None) -> torch.Tensor:
-    """``skimage.data`` photo as ``(3, H, W)`` float in [0, 1], optionally resized (anti-aliased bicubic, then
+    """An embedded photo (``skimage.data`` or ``EXTRA_TEST_IMAGES``) as ``(3, H, W)`` float in [0, 1], optionally resized (anti-aliased bicubic, then
     8-bit quantised) so that min(H, W) == short_side."""
     img = torch.from_numpy(_load_uint8(name).copy()).permute(2, 0, 1).float() / 255.0
     if short_side is not None:
@@ -60,7 +87,7 @@ def load_skimage_photo(name: str, short_side: int | None = None) -> torch.Tensor
 
 def embedded_photo_names(split: str, holdout: Sequence[str] = ()) -> tuple[str, ...]:
     """The embedded photos of ``split``: ``train`` (``TRAIN_IMAGES`` minus ``holdout``), ``val`` (the held-out
-    training photos), ``test`` (``TEST_IMAGES``). ``ValueError`` for unknown names or an empty split."""
+    training photos), ``test`` (``TEST_IMAGES``), ``extra`` (``EXTRA_TEST_IMAGES``). ``ValueError`` for unknown names or an empty split."""
     unknown = sorted(set(holdout) - set(TRAIN_IMAGES))
     if unknown:
         raise ValueError(f"holdout {unknown}: not embedded training photos; choose from {list(TRAIN_IMAGES)}")
@@ -76,7 +103,9 @@ def embedded_photo_names(split: str, holdout: Sequence[str] = ()) -> tuple[str, 
         return tuple(holdout)
     if split == "test":
         return TEST_IMAGES
-    raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if split == "extra":
+        return EXTRA_TEST_IMAGES
+    raise ValueError(f"split must be 'train', 'val', 'test' or 'extra', got {split!r}")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

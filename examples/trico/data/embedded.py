@@ -15,6 +15,8 @@ a CPU demo.
   :class:`~examples.trico.data.degradations.CameraDegradation`, its random kernel / noise / tone curve / JPEG
   drawn from the test split's own fixed seed) or ``"unseen"`` (the evaluation-only model); ``None`` keeps the
   first-wave :func:`~examples.trico.data.synthetic.degrade` with ``params``.
+- **extra** (``EXTRA_TEST_IMAGES``): china, flower (scikit-learn) and grace_hopper (matplotlib), built like
+  the test split with seeds of their own: 9 pairs from photos of other sources, a second test set.
 """
 
 from __future__ import annotations
@@ -72,10 +74,10 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
         return SyntheticPairs(images, scale=scale, ev_range=ev_range, crop=crop, seed=seed, augment=augment,
                               samples_per_epoch=samples_per_epoch, params=params, names=names,
                               degradation=degradation)
-    if split in ("test", "val"):
+    if split in ("test", "val", "extra"):
         if hr_size % scale:
             raise ValueError(f"hr_size {hr_size} must be divisible by the scale {scale}")
-        salt = 0x7E57 if split == "test" else 0x7A1
+        salt = {"test": 0x7E57, "val": 0x7A1, "extra": 0xE7A}[split]
         samples = []
         for i, name in enumerate(names):
             img = load_skimage_photo(name, hr_size)
@@ -91,4 +93,4 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
                 samples.append({"input": lr, "target": hr.clone(), "name": f"{name}-{float(ev):g}",
                                 "ev": float(ev), "degradation": drawn})
         return FixedPairs(samples)
-    raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    raise ValueError(f"split must be 'train', 'val', 'test' or 'extra', got {split!r}")

@@ -36,7 +36,7 @@ def _embedded(split: str, root: str | None, scale: int = 2, seed: int = 0, degra
     if split == "train":
         return embedded_dataset("train", scale=scale, crop=crop or 48, seed=seed, ev_range=tuple(ev_range),
                                 samples_per_epoch=samples_per_epoch, degradation=degradation, holdout=tuple(holdout))
-    return embedded_dataset("val" if split == "val" else "test", scale=scale, seed=seed, degradation=degradation,
+    return embedded_dataset(split if split in ("val", "extra") else "test", scale=scale, seed=seed, degradation=degradation,
                             holdout=tuple(holdout))
 
 
