@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -115,6 +116,7 @@ if SHIPPED is not None:  # defined once examples/trico/pretrained/trico_x2.safet
         assert config["scale"] == 2 and config["semantic"] == "none"
         assert sum(p.numel() for p in model.trainable_parameters()) <= 1_500_000
         card = json.loads(prefix.with_suffix(".json").read_text())
+        assert card["sha256"] == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()  # the card describes this file
         assert card["evaluation"]["data_spec"] == "embedded" and set(card["evaluation"]["results"]) == {
             "seen", "unseen"}
         check_card_is_reproduced(prefix, capsys)
