@@ -134,12 +134,17 @@ def test_report_recomputed_from_csv(tmp_path):
     assert "**PARTIAL**: 11 of 12 runs finished" in text and "naive 3" in text
 
 
-def test_committed_quick_study_report_matches_its_csv():
-    """docs/results/study_quick: every mean, std, 95% interval, paired difference and t-test p in study.md is
+@pytest.mark.parametrize("report, min_seeds, expected_cells", [
+    ("study_quick", 5, 5 * 2 * 6),  # five variants, two degradations, six metrics
+    ("shipped_seeds/test", 3, 2 * 2 * 2),  # TriCo and naive at the shipped size (benchmarks/trico_seeds.py)
+    ("shipped_seeds/extra", 3, 2 * 2 * 2),
+])
+def test_committed_study_reports_match_their_csv(report, min_seeds, expected_cells):
+    """docs/results/<report>: every mean, std, 95% interval, paired difference and t-test p in study.md is
     recomputed here from study.csv with numpy/scipy (not with study_report), so neither file can be edited alone."""
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "docs" / "results" / "study_quick"
+    folder = Path(__file__).resolve().parents[1] / "docs" / "results" / report
     with open(folder / "study.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     text = (folder / "study.md").read_text()
@@ -153,7 +158,7 @@ def test_committed_quick_study_report_matches_its_csv():
         table = _md_rows(text, metric, degradation)
         row = table[labels[variant]]
         x = np.array([by_seed[s] for s in sorted(by_seed)])
-        assert int(row[1]) == len(x) >= 5
+        assert int(row[1]) == len(x) >= min_seeds
         digits = len(row[2].split(".")[1])
         half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
         expected = [x.mean(), x.std(ddof=1), x.mean() - half, x.mean() + half]
@@ -166,4 +171,4 @@ def test_committed_quick_study_report_matches_its_csv():
             assert float(row[7]) == pytest.approx(stats.ttest_rel(x, [ref[s] for s in sorted(by_seed)]).pvalue,
                                                   abs=0.0006)
         checked += 1
-    assert checked == 5 * 2 * 6  # five variants, two degradations, six metrics
+    assert checked == expected_cells
