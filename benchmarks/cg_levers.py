@@ -47,55 +47,60 @@ def cpu_rr(runs, repeats=7, budget=2.0):
 
 
 def part_products(problems) -> list[str]:
-    import peers
-
     lines = ["| problem | inner params | hyperlevel HVP ms | Betty-style HVP ms | BOAT-style HVP ms | batched (32) ms per "
              "vector | hyperlevel CG call: ms / products | BOAT CG call: ms / products |",
              "|---|---|---|---|---|---|---|---|"]
     for P in problems:
-        o, w = leaves(P.outer), leaves(P.inner)
-        params = list(w.values())
-        g = inner_gradient(P.inner_loss, o, w, create_graph=True)
-        op = HessianOperator(g, w)
-        n = sum(t.numel() for t in params)
-        v = torch.randn(n, dtype=torch.float64)
-        vs = op.split(v)
-        lr = P.inner_lr
-        mapped = [p - lr * gi for p, gi in zip(params, g)]
-        V = torch.randn(32, n, dtype=torch.float64)
-
-        def betty():
-            return torch.autograd.grad(g, params, grad_outputs=vs, retain_graph=True)
-
-        def boat():
-            j = torch.autograd.grad(mapped, params, grad_outputs=vs, retain_graph=True)
-            return [a - b for a, b in zip(vs, j)]
-
-        def batched():
-            return op.batched(V)
-
-        cg = peers.hyperlevel_adapter(P, "cg")
-        hl_products = solvers.get("cg", **peers.hyperlevel_options("cg", P))
-        _, info = hl_products.solve(P.outer_loss, P.inner_loss, leaves(P.outer), leaves(P.inner))
-        boat_run = peers.boat_adapter(P, "cg")
-        count = [0]
-        original = torch.autograd.grad
-
-        def counting(*a, **k):
-            count[0] += 1
-            return original(*a, **k)
-
-        torch.autograd.grad = counting
-        try:
-            boat_run()
-        finally:
-            torch.autograd.grad = original
-        t = cpu_rr([lambda: op(v), betty, boat, batched, cg, boat_run])
-        lines.append(f"| {P.description} | {n} | {1e3 * t[0]:.3g} | {1e3 * t[1]:.3g} | {1e3 * t[2]:.3g} | "
-                     f"{1e3 * t[3] / 32:.3g} | {1e3 * t[4]:.3g} / {info.hvp_evals} = {1e3 * t[4] / info.hvp_evals:.3g}"
-                     f" | {1e3 * t[5]:.3g} / {count[0]} = {1e3 * t[5] / count[0]:.3g} |")
+        lines.append(_product_row(P))
         print(lines[-1], flush=True)
     return lines
+
+
+def _product_row(P) -> str:
+    import peers
+
+    """One problem's row (a function of its own, so the closures bind this problem's tensors)."""
+    o, w = leaves(P.outer), leaves(P.inner)
+    params = list(w.values())
+    g = inner_gradient(P.inner_loss, o, w, create_graph=True)
+    op = HessianOperator(g, w)
+    n = sum(t.numel() for t in params)
+    v = torch.randn(n, dtype=torch.float64)
+    vs = op.split(v)
+    lr = P.inner_lr
+    mapped = [p - lr * gi for p, gi in zip(params, g)]
+    V = torch.randn(32, n, dtype=torch.float64)
+
+    def betty():
+        return torch.autograd.grad(g, params, grad_outputs=vs, retain_graph=True)
+
+    def boat():
+        j = torch.autograd.grad(mapped, params, grad_outputs=vs, retain_graph=True)
+        return [a - b for a, b in zip(vs, j)]
+
+    def batched():
+        return op.batched(V)
+
+    cg = peers.hyperlevel_adapter(P, "cg")
+    hl_products = solvers.get("cg", **peers.hyperlevel_options("cg", P))
+    _, info = hl_products.solve(P.outer_loss, P.inner_loss, leaves(P.outer), leaves(P.inner))
+    boat_run = peers.boat_adapter(P, "cg")
+    count = [0]
+    original = torch.autograd.grad
+
+    def counting(*a, **k):
+        count[0] += 1
+        return original(*a, **k)
+
+    torch.autograd.grad = counting
+    try:
+        boat_run()
+    finally:
+        torch.autograd.grad = original
+    t = cpu_rr([lambda: op(v), betty, boat, batched, cg, boat_run])
+    return (f"| {P.description} | {n} | {1e3 * t[0]:.3g} | {1e3 * t[1]:.3g} | {1e3 * t[2]:.3g} | "
+            f"{1e3 * t[3] / 32:.3g} | {1e3 * t[4]:.3g} / {info.hvp_evals} = {1e3 * t[4] / info.hvp_evals:.3g}"
+            f" | {1e3 * t[5]:.3g} / {count[0]} = {1e3 * t[5] / count[0]:.3g} |")
 
 
 def part_preconditioners(problems) -> list[str]:
@@ -116,7 +121,7 @@ def part_preconditioners(problems) -> list[str]:
             res, info = s.solve(P.outer_loss, P.inner_loss, leaves(P.outer), leaves(P.inner))
             err = bp.rel_error(dict(zip(P.outer, res)), ref)
             rows.append((name, info.iterations, info.hvp_evals, err))
-            runs.append(lambda s=s: s.solve(P.outer_loss, P.inner_loss, leaves(P.outer), leaves(P.inner)))
+            runs.append(lambda s=s, P=P: s.solve(P.outer_loss, P.inner_loss, leaves(P.outer), leaves(P.inner)))
         t = cpu_rr(runs, repeats=5)
         for (name, it, hv, err), ti in zip(rows, t):
             lines.append(f"| {P.description} | {name} | {it} | {hv} | {err:.1e} | {1e3 * ti:.3g} | {ti / t[0]:.2f} |")
