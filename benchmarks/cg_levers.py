@@ -57,9 +57,9 @@ def part_products(problems) -> list[str]:
 
 
 def _product_row(P) -> str:
+    """One problem's row (a function of its own, so the closures bind this problem's tensors)."""
     import peers
 
-    """One problem's row (a function of its own, so the closures bind this problem's tensors)."""
     o, w = leaves(P.outer), leaves(P.inner)
     params = list(w.values())
     g = inner_gradient(P.inner_loss, o, w, create_graph=True)
