@@ -534,6 +534,7 @@ def main(argv=None):
                     help="cpu: time.thread_time, the CPU time of the timing thread (one-thread runs on a machine "
                          "loaded beyond its cores, where wall time mostly measures the scheduler)")
     ap.add_argument("--libraries", default=",".join(LIBRARIES))
+    ap.add_argument("--methods", default=None, help="only these methods (comma-separated), e.g. cg,neumann")
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per configuration (5 quick, 20 full)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per configuration")
     ap.add_argument("--threads", type=int, default=1)
@@ -562,7 +563,8 @@ def main(argv=None):
     for lib, err in errors.items():
         for method in METHODS[lib]:
             rows.append({"library": lib, "method": method, "problem": "*", "size": "", "error": err})
-    configs = [(lib, m) for lib in libraries if lib not in errors for m in METHODS[lib]]
+    methods = set(args.methods.split(",")) if args.methods else None
+    configs = [(lib, m) for lib in libraries if lib not in errors for m in METHODS[lib] if not methods or m in methods]
     t_start = time.perf_counter()
     for name in [x for x in args.problems.split(",") if x]:
         for size in sizes[name]:
