@@ -143,7 +143,7 @@ def _verdict(metric: str, p: dict) -> str:
 
 def report_markdown(summary: dict, variants: Sequence[str], metrics: Sequence[str], meta: dict) -> str:
     """The study's markdown report (tables per degradation and metric; the setup in ``meta``)."""
-    lines = ["# TriCo ablation study", ""]
+    lines = [f"# {meta.get('title', 'TriCo ablation study')}", ""]
     lines += [meta.get("setup", ""), ""]
     counts = meta.get("counts", {})
     if counts:
