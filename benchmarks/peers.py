@@ -11,6 +11,8 @@ Install recipe that worked (venv pip 23.2.1, torch 2.14.1 CPU pinned; none of th
     # PyPI ``functorch`` package (it replaces torch); boat-torch needs ``higher`` and ``matplotlib`` at import.
 
 Usage: ``python benchmarks/peers.py --quick --out DIR`` writes DIR/peers.csv, DIR/peers.md and DIR/peers.png.
+Full sizes (no ``--quick``): ridge up to 10^5 inner parameters (at p = 10^5 at most 3 timed calls per
+configuration) and the CNN at a true inner minimum (``cnn_min``) at two sizes; ``--sizes`` picks some of them.
 
 What is measured, per (library, method, problem, size), all in float64 with fixed seeds and equal settings
 (CG: 50 iterations, relative tolerance 1e-10 where the library has one; Neumann: 100 terms, the same alpha = 1/L;
@@ -19,7 +21,8 @@ finite differences: the same inner step and probe length 0.01; unrolled: the sam
 * ``rel_error``: ||g - ref|| / ||ref|| against the exact quantity the method approximates (``reference`` column;
   see benchmarks/_problems.py); ``rel_error_ift`` against the implicit hypergradient (for the CNN: the 20-step
   unrolled hypergradient).
-* ``ms_median``: median wall time (time.perf_counter) of one complete hypergradient call, after one warm-up call,
+* ``ms_median``: median wall time (time.perf_counter; ``--clock cpu``: the timing thread's CPU time,
+  time.thread_time) of one complete hypergradient call, after one warm-up call,
   the configurations of one (problem, size) timed round-robin (A B C A B C ...) so drift hits all alike; torch uses
   one thread (``--threads``) because the machine is shared.
 * ``peak_mb``: in a fresh subprocess per configuration that loads the pickled problem and builds the solver, the
@@ -72,8 +75,12 @@ METHODS = {
     "boat": ("cg", "neumann", "finite_difference", "unrolled"),
     "higher": ("unrolled",),
 }
-QUICK_SIZES = {"ridge": [100], "logistic": [50], "hypercleaning": [200], "cnn": [128]}
-FULL_SIZES = {"ridge": [100, 1000], "logistic": [50, 200], "hypercleaning": [200, 1000], "cnn": [128, 512]}
+QUICK_SIZES = {"ridge": [100], "logistic": [50], "hypercleaning": [200], "cnn": [128], "cnn_min": [128]}
+FULL_SIZES = {"ridge": [100, 1000, 10_000, 100_000], "logistic": [50, 200], "hypercleaning": [200, 1000],
+              "cnn": [128, 512], "cnn_min": [128, 512]}
+#: from this many inner parameters on, at most ``LARGE_REPEATS`` timed calls per configuration (one call of an
+#: unrolled or Neumann hypergradient at ridge p = 10^5 takes seconds)
+LARGE_SIZE, LARGE_REPEATS = 100_000, 3
 COLUMNS = ["library", "method", "problem", "size", "rel_error", "ms_median", "peak_mb", "ratio_to_hyperlevel",
            "rel_error_ift", "reference", "first_call_mb", "repeats", "error"]
 
@@ -417,7 +424,8 @@ def measure_memory(lib: str, method: str, spec: str, timeout: float = 300) -> di
     return (r.stderr.strip().splitlines() or ["memory child failed"])[-1]
 
 
-def benchmark_problem(P: Problem, configs, repeats: int, budget_s: float, memory: bool, jobs: int) -> list[dict]:
+def benchmark_problem(P: Problem, configs, repeats: int, budget_s: float, memory: bool, jobs: int,
+                      clock: Callable[[], float] = time.perf_counter) -> list[dict]:
     rows, runs = [], []
     for lib, method in configs:
         row = {"library": lib, "method": method, "problem": P.name, "size": P.size, "error": ""}
@@ -433,7 +441,7 @@ def benchmark_problem(P: Problem, configs, repeats: int, budget_s: float, memory
             row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
             traceback.print_exc(limit=3, file=sys.stderr)
         rows.append(row)
-    timings = round_robin([run for _, run, _ in runs], repeats, budget_s)
+    timings = round_robin([run for _, run, _ in runs], repeats, budget_s, clock=clock)
     for (row, _, _), (median, samples) in zip(runs, timings):
         row["ms_median"] = 1e3 * median
         row["repeats"] = samples
@@ -520,8 +528,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="one small size per problem (under 10 minutes)")
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--problems", default="ridge,logistic,hypercleaning,cnn")
+    ap.add_argument("--problems", default="ridge,logistic,hypercleaning,cnn,cnn_min")
+    ap.add_argument("--sizes", default=None, help="only these sizes (comma-separated), of the chosen size set")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: time.thread_time, the CPU time of the timing thread (one-thread runs on a machine "
+                         "loaded beyond its cores, where wall time mostly measures the scheduler)")
     ap.add_argument("--libraries", default=",".join(LIBRARIES))
+    ap.add_argument("--methods", default=None, help="only these methods (comma-separated), e.g. cg,neumann")
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per configuration (5 quick, 20 full)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per configuration")
     ap.add_argument("--threads", type=int, default=1)
@@ -539,6 +552,8 @@ def main(argv=None):
     budget = args.budget or (3.0 if args.quick else 20.0)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     libraries = [x for x in args.libraries.split(",") if x]
+    only_sizes = {int(x) for x in args.sizes.split(",")} if args.sizes else set()
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     versions = library_versions()
     errors = import_errors(libraries)
     print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -548,19 +563,23 @@ def main(argv=None):
     for lib, err in errors.items():
         for method in METHODS[lib]:
             rows.append({"library": lib, "method": method, "problem": "*", "size": "", "error": err})
-    configs = [(lib, m) for lib in libraries if lib not in errors for m in METHODS[lib]]
+    methods = set(args.methods.split(",")) if args.methods else None
+    configs = [(lib, m) for lib in libraries if lib not in errors for m in METHODS[lib] if not methods or m in methods]
     t_start = time.perf_counter()
     for name in [x for x in args.problems.split(",") if x]:
         for size in sizes[name]:
+            if only_sizes and size not in only_sizes:
+                continue
             t0 = time.perf_counter()
             P = make_problem(name, size)
             print(f"\n== {P.description}: lr=1/L={P.inner_lr:.3g}, unrolled {P.unroll_steps} steps", flush=True)
-            prows = benchmark_problem(P, configs, repeats, budget, not args.no_memory, args.jobs)
+            n_rep = min(repeats, LARGE_REPEATS) if size >= LARGE_SIZE else repeats
+            prows = benchmark_problem(P, configs, n_rep, budget, not args.no_memory, args.jobs, clock)
             print(markdown_table(prows, COLUMNS[:-1] + ["error"]))
             print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
             rows += prows
     write_csv(rows, out / "peers.csv", COLUMNS)
-    header = (f"torch {versions['torch']}, {torch.get_num_threads()} thread(s), float64; "
+    header = (f"torch {versions['torch']}, {torch.get_num_threads()} thread(s), float64, clock {args.clock}; "
               + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "torch"))
     (out / "peers.md").write_text(header + "\n\n" + markdown_table(rows, COLUMNS) + "\n")
     plot([r for r in rows if r.get("ms_median") is not None], out / "peers.png",

@@ -81,3 +81,20 @@ def test_inner_points_are_converged():
         w = {k: v.clone().requires_grad_(True) for k, v in p.inner.items()}
         g = torch.autograd.grad(p.inner_loss(p.outer, w), list(w.values()))
         assert max(float(x.abs().max()) for x in g) < 1e-10
+
+
+def test_cnn_minimum_is_a_strict_minimum_and_its_reference_matches_finite_differences(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERLEVEL_BENCH_CACHE", str(tmp_path))
+    p = bp.CNNMinimum(n_train=12, n_val=40)
+    assert p.grad_norm < 1e-12 and float(p.tilt.norm()) < 1e-5  # L-BFGS's point, made exactly stationary
+    assert p.lambda_min > 0  # positive-definite Hessian: a strict local minimum
+    H = p.H
+    assert torch.allclose(H, bp.dense_hessian(p._flat_loss(p.outer["u"]), p._flat(p.inner)), rtol=0, atol=1e-12)
+    ref = p.ift_reference()["u"]
+    # directional derivative of the hyper-objective (inner re-solved by chord Newton) along a random direction
+    d = torch.randn(ref.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    h = 1e-4
+    fd = (p.hyperobjective(p.outer["u"] + h * d) - p.hyperobjective(p.outer["u"] - h * d)) / (2 * h)
+    assert abs(fd - float(ref @ d)) <= 1e-5 * abs(fd), (fd, float(ref @ d))
+    again = bp.CNNMinimum(n_train=12, n_val=40)  # from the on-disk cache: the same point
+    assert torch.equal(again._flat(again.inner), p._flat(p.inner))

@@ -17,6 +17,7 @@ from .iad import InitialisationAuxiliary
 from .implicit import ConjugateGradient, ImplicitSolver, MinimalResidual, Neumann
 from .linear import LinearSolveInfo, conjugate_gradient, minres, neumann_series
 from .nystrom import Nystrom
+from .preconditioners import Jacobi, NystromPreconditioner
 from .ptt import PessimisticTruncation
 from .registry import SOLVERS, available, get, options, register
 from .target import Declaration, ImplicitTarget, PartialTarget, Target, UnrolledTarget
@@ -34,7 +35,9 @@ __all__ = [
     "CGNormal",
     "FixedPoint",
     "InitialisationAuxiliary",
+    "Jacobi",
     "Nystrom",
+    "NystromPreconditioner",
     "PessimisticTruncation",
     "UnrolledRecompute",
     "ZeroOrder",

@@ -34,6 +34,8 @@ from ..spectral import largest_eigenvalue
 from ..typing import PairLoss, Params, Reduce
 from .base import OnNonconvergence, Solver, SolverInfo, check_choice, reduce_list
 from .linear import LinearSolveInfo, conjugate_gradient, minres, neumann_series
+from .preconditioners import Preconditioner
+from .preconditioners import resolve as resolve_preconditioner
 from .target import Declaration, ImplicitTarget
 
 
@@ -173,6 +175,12 @@ class ConjugateGradient(ImplicitSolver):
         hvp: how Hessian-vector products are computed (:mod:`hyperlevel.hvp`): ``"double_backward"`` (default),
             ``"forward_over_reverse"``, ``"finite_difference"`` (an approximation, opt-in) or ``"auto"`` (timed
             once per problem signature and device, cached; the choice is reported in ``SolverInfo.hvp``).
+        preconditioner: ``None`` (default: plain CG), ``"jacobi"`` (exact diagonal, ``n`` batched products),
+            ``"hutchinson"`` (diagonal estimated from 10 probes), ``"nystrom"`` (rank-50 randomised Nystrom) or a
+            builder from :mod:`hyperlevel.solvers.preconditioners` (e.g. ``Jacobi(probes=20)``). Built once per
+            call; its products count in ``hvp_evals``. Same solution, fewer iterations when the preconditioned
+            Hessian is better conditioned; whether that is faster overall is measured per problem in
+            docs/benchmarks.md ("CG levers"): on the benchmark problems it is not, so the default stays off.
     """
 
     method = "cg"
@@ -186,8 +194,10 @@ class ConjugateGradient(ImplicitSolver):
         on_nonstationary: OnNonstationary = "warn",
         stationarity_tol: float = STATIONARITY_TOL,
         hvp: str | AutoHvp = "double_backward",
+        preconditioner: str | Preconditioner | None = None,
     ):
         super().__init__(iterations, tol, on_nonconvergence, warm_start, on_nonstationary, stationarity_tol, hvp)
+        self.preconditioner = resolve_preconditioner(preconditioner)
 
     @property
     def declaration(self) -> Declaration:
@@ -196,9 +206,15 @@ class ConjugateGradient(ImplicitSolver):
 
     def linear_solve(self, matvec, b, warm=True):
         x0 = self.warm_start_point(b, warm)
-        return conjugate_gradient(
-            matvec, b, iterations=self.iterations, tol=self.resolved_tol(b), x0=x0, solver_name=type(self).__name__
+        apply, products = None, 0
+        if self.preconditioner is not None and bool(b.any()):
+            apply, products = self.preconditioner.build(matvec, b)
+        x, lin = conjugate_gradient(
+            matvec, b, iterations=self.iterations, tol=self.resolved_tol(b), x0=x0, solver_name=type(self).__name__,
+            preconditioner=apply,
         )
+        lin.matvecs += products
+        return x, lin
 
 
 class Neumann(ImplicitSolver):

@@ -7,6 +7,7 @@ the nested (N-level) solvers share them, and users can reuse them for their own 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,7 @@ def conjugate_gradient(
     tol: float,
     x0: Tensor | None = None,
     solver_name: str = "ConjugateGradient",
+    preconditioner: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, LinearSolveInfo]:
     """Solve ``H x = b`` for symmetric positive-definite ``H`` by conjugate gradients.
 
@@ -53,11 +55,18 @@ def conjugate_gradient(
     when ``x0`` is given). Raises :class:`SolverDivergedError` when an iterate becomes non-finite, and stops with a
     message when it meets non-positive curvature (``H`` is not positive definite along a search direction: the
     inner point is then not a strict local minimum).
+
+    ``preconditioner`` (``r -> M^{-1} r`` for a symmetric positive-definite ``M ~ H``) runs preconditioned CG: the
+    same solution, in fewer iterations when ``M^{-1} H`` has a smaller condition number or more clustered
+    eigenvalues than ``H``. The stopping test stays on the true residual ``||b - H x||``.
     """
     b_norm = torch.linalg.vector_norm(b)
     if b_norm == 0:
         return torch.zeros_like(b), LinearSolveInfo(0, 0.0, True, 0, "right-hand side is zero")
     x, r, matvecs = _start(matvec, b, x0)
+    if preconditioner is not None:
+        return _preconditioned_cg(matvec, b, x, r, matvecs, float(b_norm), iterations, tol, solver_name,
+                                  preconditioner)
     p = r.clone()
     # Scalars live on the host as Python floats: one synchronisation per inner product, and the vector updates
     # are in-place axpys, which on small problems is where the time goes (per-call overhead, not arithmetic).
@@ -92,6 +101,51 @@ def conjugate_gradient(
     if not _finite(x):
         raise SolverDivergedError(f"{solver_name}: the solution iterate became NaN/Inf")
     residual = math.sqrt(max(rs, 0.0)) / float(b_norm)
+    converged = residual <= tol and not message
+    return x, LinearSolveInfo(k, residual, converged, matvecs, message, indefinite=bool(message))
+
+
+def _preconditioned_cg(matvec: MatVec, b: Tensor, x: Tensor, r: Tensor, matvecs: int, b_norm: float,
+                       iterations: int, tol: float, solver_name: str, apply: Callable[[Tensor], Tensor]
+                       ) -> tuple[Tensor, LinearSolveInfo]:
+    """Preconditioned CG from the iterate ``x`` with residual ``r`` (one more inner product per iteration than plain
+    CG: ``r . r`` for the stopping test besides ``r . M^{-1} r`` for the recurrence)."""
+    z = apply(r)
+    p = z.clone()
+    rz = float(torch.dot(r, z))
+    rs = float(torch.dot(r, r))
+    threshold = (tol * b_norm) ** 2
+    message = ""
+    k = 0
+    for k in range(1, iterations + 1):  # noqa: B007 - k is reported after the loop
+        if rs <= threshold:
+            k -= 1
+            break
+        hp = matvec(p)
+        matvecs += 1
+        curvature = float(torch.dot(p, hp))
+        if not math.isfinite(curvature):
+            raise SolverDivergedError(
+                f"{solver_name}: the Hessian-vector product became NaN/Inf at iteration {k}; "
+                "the inner loss is not twice differentiable at the given point or overflows"
+            )
+        if curvature <= 0:
+            message = (
+                f"stopped at iteration {k}: non-positive curvature p^T H p = {curvature:.3e}; "
+                "the inner Hessian is not positive definite (is the inner point a minimum?)"
+            )
+            break
+        alpha = rz / curvature
+        x.add_(p, alpha=alpha)
+        r.add_(hp, alpha=-alpha)
+        rs = float(torch.dot(r, r))
+        z = apply(r)
+        rz_new = float(torch.dot(r, z))
+        p.mul_(rz_new / rz).add_(z)
+        rz = rz_new
+    if not _finite(x):
+        raise SolverDivergedError(f"{solver_name}: the solution iterate became NaN/Inf")
+    residual = math.sqrt(max(rs, 0.0)) / b_norm
     converged = residual <= tol and not message
     return x, LinearSolveInfo(k, residual, converged, matvecs, message, indefinite=bool(message))
 
