@@ -39,6 +39,21 @@ def _start(matvec: MatVec, b: Tensor, x0: Tensor | None) -> tuple[Tensor, Tensor
     return x, b - matvec(x), 1
 
 
+def _curvature(p: Tensor, hp: Tensor, k: int, solver_name: str) -> tuple[float, str]:
+    """``p^T H p`` of a CG search direction, and a stop message when it is not positive (``H`` is not positive
+    definite along ``p``); raises :class:`SolverDivergedError` when the product is not finite."""
+    curvature = float(torch.dot(p, hp))
+    if not math.isfinite(curvature):
+        raise SolverDivergedError(
+            f"{solver_name}: the Hessian-vector product became NaN/Inf at iteration {k}; "
+            "the inner loss is not twice differentiable at the given point or overflows"
+        )
+    if curvature <= 0:
+        return curvature, (f"stopped at iteration {k}: non-positive curvature p^T H p = {curvature:.3e}; "
+                           "the inner Hessian is not positive definite (is the inner point a minimum?)")
+    return curvature, ""
+
+
 def conjugate_gradient(
     matvec: MatVec,
     b: Tensor,
@@ -80,17 +95,8 @@ def conjugate_gradient(
             break
         hp = matvec(p)
         matvecs += 1
-        curvature = float(torch.dot(p, hp))
-        if not math.isfinite(curvature):
-            raise SolverDivergedError(
-                f"{solver_name}: the Hessian-vector product became NaN/Inf at iteration {k}; "
-                "the inner loss is not twice differentiable at the given point or overflows"
-            )
-        if curvature <= 0:
-            message = (
-                f"stopped at iteration {k}: non-positive curvature p^T H p = {curvature:.3e}; "
-                "the inner Hessian is not positive definite (is the inner point a minimum?)"
-            )
+        curvature, message = _curvature(p, hp, k, solver_name)
+        if message:
             break
         alpha = rs / curvature
         x.add_(p, alpha=alpha)
@@ -123,17 +129,8 @@ def _preconditioned_cg(matvec: MatVec, b: Tensor, x: Tensor, r: Tensor, matvecs:
             break
         hp = matvec(p)
         matvecs += 1
-        curvature = float(torch.dot(p, hp))
-        if not math.isfinite(curvature):
-            raise SolverDivergedError(
-                f"{solver_name}: the Hessian-vector product became NaN/Inf at iteration {k}; "
-                "the inner loss is not twice differentiable at the given point or overflows"
-            )
-        if curvature <= 0:
-            message = (
-                f"stopped at iteration {k}: non-positive curvature p^T H p = {curvature:.3e}; "
-                "the inner Hessian is not positive definite (is the inner point a minimum?)"
-            )
+        curvature, message = _curvature(p, hp, k, solver_name)
+        if message:
             break
         alpha = rz / curvature
         x.add_(p, alpha=alpha)
