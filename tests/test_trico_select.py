@@ -48,6 +48,38 @@ def test_extra_split_photos_from_other_wheels_disjoint_and_fixed():
         embedded_dataset("bogus")
 
 
+def test_more_photos_join_training_and_may_be_held_out():
+    from examples.restoration.data import EXTRA_TEST_IMAGES, MORE_TRAIN_IMAGES, load_skimage_photo
+
+    assert not set(MORE_TRAIN_IMAGES) & (set(TRAIN_IMAGES) | set(TEST_IMAGES) | set(EXTRA_TEST_IMAGES))
+    more = ("camera", "coins", "retina")
+    train_set = embedded_dataset("train", crop=8, samples_per_epoch=6, holdout=("motorcycle_right", "coins"),
+                                 more=more)
+    assert train_set.names[-2:] == ["camera", "retina"] and "coins" not in train_set.names
+    val = embedded_dataset("val", hr_size=64, degradation="seen", holdout=("motorcycle_right", "coins"), more=more)
+    assert [s["name"] for s in val.samples][3:] == ["coins-2.5", "coins-3.5", "coins-4.5"]
+    # the first held-out photo keeps the samples it had as the only one (seeds by position)
+    alone = embedded_dataset("val", hr_size=64, degradation="seen", holdout=("motorcycle_right",))
+    assert all((a["input"] == b["input"]).all() for a, b in zip(alone.samples, val.samples[:3], strict=False))
+    gray = load_skimage_photo("camera")  # a grayscale photo as neutral RGB
+    assert tuple(gray.shape) == (3, 512, 512) and (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
+    assert tuple(load_skimage_photo("retina").shape)[0] == 3 and not (load_skimage_photo("retina")[0] ==
+                                                                     load_skimage_photo("retina")[1]).all()
+    with pytest.raises(ValueError, match="not in MORE_TRAIN_IMAGES"):
+        embedded_dataset("train", more=("chelsea",))
+    with pytest.raises(ValueError, match="not embedded training photos"):
+        embedded_dataset("train", holdout=("coins",))  # coins is not a training photo unless `more` adds it
+
+
+def test_more_photos_config():
+    config = load_config("demo", ["data.more_photos=[camera, coins]", "data.holdout=[coins]"])
+    assert config.data.more_photos == ["camera", "coins"]
+    with pytest.raises(ConfigError, match="data.more_photos"):
+        load_config("demo", ["data.more_photos=[rocket]"])
+    with pytest.raises(ConfigError, match="data.holdout"):
+        load_config("demo", ["data.holdout=[coins]"])
+
+
 def test_evaluate_cli_measures_the_extra_split(tmp_path):
     out = tmp_path / "extra.json"
     assert main(["evaluate", "--split", "extra", "--baselines", "bicubic", "--metrics", "psnr",

@@ -69,6 +69,9 @@ class DataConfig:
     loader_seed: int | None = None
     #: embedded training photos kept out of training: the validation split (``select`` picks checkpoints on it)
     holdout: list[str] = field(default_factory=list)
+    #: more embedded photos to train on (``MORE_TRAIN_IMAGES``: grayscale scenes and textures, ``retina``);
+    #: ``holdout`` may name them too
+    more_photos: list[str] = field(default_factory=list)
 
     def validate(self, key: str) -> None:
         if self.source in ("folder", "rellisur") and not self.root:
@@ -83,15 +86,24 @@ class DataConfig:
             raise ConfigError(f"{key}.split_ratio: two positive numbers (upper, lower), got {self.split_ratio}")
         if len(self.ev_range) != 2 or not 0 <= self.ev_range[0] <= self.ev_range[1]:
             raise ConfigError(f"{key}.ev_range: [lo, hi] with 0 <= lo <= hi, got {self.ev_range}")
+        if self.more_photos:
+            from examples.restoration.data import MORE_TRAIN_IMAGES
+
+            if self.source != "embedded":
+                raise ConfigError(f"{key}.more_photos: only for source 'embedded' (a folder is its own photo list)")
+            unknown = sorted(set(self.more_photos) - set(MORE_TRAIN_IMAGES))
+            if unknown:
+                raise ConfigError(f"{key}.more_photos: {unknown} unknown; choose from {list(MORE_TRAIN_IMAGES)}")
         if self.holdout:
             from .data import TRAIN_IMAGES
 
+            pool = list(TRAIN_IMAGES) + [n for n in self.more_photos if n not in TRAIN_IMAGES]
             if self.source != "embedded":
                 raise ConfigError(f"{key}.holdout: only for source 'embedded' (a folder keeps its own validation "
                                   "photos in another folder)")
-            unknown = sorted(set(self.holdout) - set(TRAIN_IMAGES))
-            if unknown or len(set(self.holdout)) >= len(TRAIN_IMAGES):
-                raise ConfigError(f"{key}.holdout: some (not all) of {list(TRAIN_IMAGES)}, got {self.holdout}")
+            unknown = sorted(set(self.holdout) - set(pool))
+            if unknown or len(set(self.holdout)) >= len(pool):
+                raise ConfigError(f"{key}.holdout: some (not all) of {pool}, got {self.holdout}")
         self.build_degradation(key)
 
     def build_degradation(self, key: str = "data"):

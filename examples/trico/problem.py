@@ -104,7 +104,7 @@ def build_train_data(config: TrainConfig) -> torch.utils.data.Dataset:
     degradation = d.build_degradation() if SOURCES.get(d.source).synthetic else None
     return SOURCES.build(d.source, "train", root=d.root, scale=config.model.scale, crop=d.crop, seed=d.seed,
                          ev_range=tuple(d.ev_range), samples_per_epoch=d.samples_per_epoch, degradation=degradation,
-                         holdout=tuple(d.holdout), exposures=d.exposures)
+                         holdout=tuple(d.holdout), more_photos=tuple(d.more_photos), exposures=d.exposures)
 
 
 @dataclass

@@ -35,7 +35,7 @@ def validation_dataset(config: dict[str, Any], scale: int):
         raise UsageError("the run holds no photo out of training (data.holdout is empty): there is no "
                          "validation split to select on; train with e.g. `data: {holdout: [motorcycle_right]}`")
     return embedded_dataset("val", scale=scale, seed=int(data.get("seed", 0)), degradation="seen",
-                            holdout=tuple(holdout))
+                            holdout=tuple(holdout), more=tuple(data.get("more_photos") or []))
 
 
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:

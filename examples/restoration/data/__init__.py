@@ -12,6 +12,7 @@ from .common import (
 )
 from .photos import (
            EXTRA_TEST_IMAGES,
+           MORE_TRAIN_IMAGES,
            TEST_IMAGES,
            TRAIN_IMAGES,
            FixedPairs,
@@ -23,6 +24,6 @@ from .sources import DataSource, SourceRegistry, parse_spec
 from .splits import IndexedSubset, collate_samples, split_upper_lower
 
 __all__ = ["DataError", "DataNotFoundError", "SampleKey", "augment_pair", "derive_seed", "sample_generator",
-           "split_key", "EXTRA_TEST_IMAGES", "TEST_IMAGES", "TRAIN_IMAGES", "FixedPairs", "embedded_photo_names", "list_images",
+           "split_key", "EXTRA_TEST_IMAGES", "MORE_TRAIN_IMAGES", "TEST_IMAGES", "TRAIN_IMAGES", "FixedPairs", "embedded_photo_names", "list_images",
            "load_skimage_photo", "DataSource", "SourceRegistry", "parse_spec", "IndexedSubset", "collate_samples",
            "split_upper_lower"]

@@ -6,6 +6,9 @@ a task trains on the first (minus any held-out validation photos) and reports on
 ``EXTRA_TEST_IMAGES`` (split ``"extra"``) are three more photos from *other* sources, shipped in the scikit-learn
 and matplotlib wheels (``china.jpg``, ``flower.jpg``, ``grace_hopper.jpg``): other cameras, other JPEG
 pipelines, never trained on, a second test set against which a model tuned on the scikit-image photos is checked.
+``MORE_TRAIN_IMAGES`` are further scikit-image photos a task may add to its training set (``more=...``): six
+grayscale photos and textures (used as neutral RGB) and the colour fundus photo ``retina``; they widen the range of
+scene content and brightness a model learns from (dark backgrounds: ``coins``, ``retina``; bright: ``camera``).
 :class:`FixedPairs` holds precomputed ``{"input", "target", "name", ...}`` samples (test and validation splits).
 """
 
@@ -25,13 +28,15 @@ from ..degradations import quantize_8bit
 from ..imageio import is_image_file
 from .common import DataNotFoundError, SampleKey, split_key
 
-__all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "EXTRA_TEST_IMAGES", "load_skimage_photo", "embedded_photo_names", "list_images",
+__all__ = ["TRAIN_IMAGES", "TEST_IMAGES", "EXTRA_TEST_IMAGES", "MORE_TRAIN_IMAGES", "load_skimage_photo", "embedded_photo_names", "list_images",
            "FixedPairs"]
 
 TRAIN_IMAGES: tuple[str, ...] = ("astronaut", "coffee", "motorcycle_left", "motorcycle_right",
                                  "hubble_deep_field", "immunohistochemistry")
 TEST_IMAGES: tuple[str, ...] = ("chelsea", "rocket")
 EXTRA_TEST_IMAGES: tuple[str, ...] = ("china", "flower", "grace_hopper")
+#: optional extra training photos (``skimage.data``; the grayscale ones are repeated into three channels)
+MORE_TRAIN_IMAGES: tuple[str, ...] = ("camera", "moon", "coins", "brick", "grass", "gravel", "retina")
 #: where the extra photos live: (package, path inside it)
 _WHEEL_PHOTOS: dict[str, tuple[str, str]] = {
     "china": ("sklearn", "datasets/images/china.jpg"),
@@ -67,6 +72,8 @@ def _load_uint8(name: str) -> np.ndarray:
     else:
         arr = getattr(skd, name)()
     arr = np.asarray(arr)
+    if name in MORE_TRAIN_IMAGES and arr.ndim == 2:  # a grayscale photo as neutral RGB
+        arr = np.repeat(arr[..., None], 3, axis=-1)
     if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"photo {name} is not an 8-bit RGB photo (shape {arr.shape}, {arr.dtype})")
     return arr
@@ -85,15 +92,20 @@ def load_skimage_photo(name: str, short_side: int | None = None) -> torch.Tensor
     return img
 
 
-def embedded_photo_names(split: str, holdout: Sequence[str] = ()) -> tuple[str, ...]:
-    """The embedded photos of ``split``: ``train`` (``TRAIN_IMAGES`` minus ``holdout``), ``val`` (the held-out
-    training photos), ``test`` (``TEST_IMAGES``), ``extra`` (``EXTRA_TEST_IMAGES``). ``ValueError`` for unknown names or an empty split."""
-    unknown = sorted(set(holdout) - set(TRAIN_IMAGES))
+def embedded_photo_names(split: str, holdout: Sequence[str] = (), more: Sequence[str] = ()) -> tuple[str, ...]:
+    """The embedded photos of ``split``: ``train`` (``TRAIN_IMAGES`` plus ``more``, minus ``holdout``), ``val``
+    (the held-out training photos), ``test`` (``TEST_IMAGES``), ``extra`` (``EXTRA_TEST_IMAGES``). ``more``: names
+    from ``MORE_TRAIN_IMAGES``. ``ValueError`` for unknown names or an empty split."""
+    bad_more = sorted(set(more) - set(MORE_TRAIN_IMAGES))
+    if bad_more:
+        raise ValueError(f"more photos {bad_more}: not in MORE_TRAIN_IMAGES; choose from {list(MORE_TRAIN_IMAGES)}")
+    pool = TRAIN_IMAGES + tuple(n for n in MORE_TRAIN_IMAGES if n in more)
+    unknown = sorted(set(holdout) - set(pool))
     if unknown:
-        raise ValueError(f"holdout {unknown}: not embedded training photos; choose from {list(TRAIN_IMAGES)}")
+        raise ValueError(f"holdout {unknown}: not embedded training photos; choose from {list(pool)}")
     split = split.lower()
     if split == "train":
-        names = tuple(n for n in TRAIN_IMAGES if n not in holdout)
+        names = tuple(n for n in pool if n not in holdout)
         if not names:
             raise ValueError("holdout keeps every training photo out of training")
         return names

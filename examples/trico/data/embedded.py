@@ -54,7 +54,8 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
                      ev_range: tuple[float, float] = (2.5, 4.5), samples_per_epoch: int = 240,
                      hr_size: int = 256, train_short_side: int = 320, test_evs: Sequence[float] = (2.5, 3.5, 4.5),
                      params: DegradationParams | None = None, augment: bool = True,
-                     degradation: str | Degradation | None = None, holdout: Sequence[str] = ()) -> Dataset:
+                     degradation: str | Degradation | None = None, holdout: Sequence[str] = (),
+                     more: Sequence[str] = ()) -> Dataset:
     """The embedded data set. ``split="train"``: a :class:`SyntheticPairs` of ``samples_per_epoch`` random
     crops (``crop`` LR pixels). ``split="test"``: :class:`FixedPairs` of full ``hr_size`` images.
     ``degradation``: a registered name (``"seen"``, ``"unseen"``), a degradation object, or ``None`` (first-wave
@@ -62,13 +63,14 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
 
     ``holdout``: training photos kept out of ``"train"``; ``split="val"`` is made of them (full images at the
     test exposures, with seeds of their own), so that checkpoints can be chosen without touching the test split.
+    ``more``: photos of ``MORE_TRAIN_IMAGES`` added to the training photos (and available to ``holdout``).
     """
     split = split.lower()
     if isinstance(degradation, str):
         if split == "train" and degradation == "unseen":
             raise ValueError("the 'unseen' degradation is for evaluation only; train with 'seen'")
         degradation = build_degradation(degradation)
-    names = list(embedded_photo_names(split, holdout))  # checks holdout and split
+    names = list(embedded_photo_names(split, holdout, more))  # checks holdout and split
     if split == "train":
         images = [load_skimage_photo(n, train_short_side) for n in names]
         return SyntheticPairs(images, scale=scale, ev_range=ev_range, crop=crop, seed=seed, augment=augment,

@@ -29,15 +29,16 @@ def _model(degradation: Any):
 
 def _embedded(split: str, root: str | None, scale: int = 2, seed: int = 0, degradation: Any = "seen",
               crop: int | None = None, ev_range: Sequence[float] = (2.5, 4.5), samples_per_epoch: int = 240,
-              holdout: Sequence[str] = (), **_: Any) -> Dataset:
+              holdout: Sequence[str] = (), more_photos: Sequence[str] = (), **_: Any) -> Dataset:
     from .embedded import embedded_dataset
 
     split = split.lower()
     if split == "train":
         return embedded_dataset("train", scale=scale, crop=crop or 48, seed=seed, ev_range=tuple(ev_range),
-                                samples_per_epoch=samples_per_epoch, degradation=degradation, holdout=tuple(holdout))
+                                samples_per_epoch=samples_per_epoch, degradation=degradation, holdout=tuple(holdout),
+                                more=tuple(more_photos))
     return embedded_dataset(split if split in ("val", "extra") else "test", scale=scale, seed=seed, degradation=degradation,
-                            holdout=tuple(holdout))
+                            holdout=tuple(holdout), more=tuple(more_photos))
 
 
 def _folder(split: str, root: str | None, scale: int = 2, seed: int = 0, degradation: Any = "seen",
