@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from examples.restoration.degradations import linear_to_srgb, quantize_8bit, srgb_to_linear
 from examples.trico.baselines import BASELINES
 from examples.trico.checkpoint import load_model
 from examples.trico.data import embedded_dataset
@@ -28,16 +29,7 @@ SPLITS = ("test", "extra")
 DEGRADATIONS = ("seen", "unseen")
 
 
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=1e-12) ** (1 / 2.4) - 0.055)
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0, 1) * 255).round() / 255
+quantize = quantize_8bit
 
 
 def exposure_corrected(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

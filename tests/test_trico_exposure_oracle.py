@@ -25,3 +25,24 @@ def test_srgb_round_trip_and_exposure_correction():
     assert torch.allclose(oracle.srgb_to_linear(fixed).mean(), oracle.srgb_to_linear(target).mean(), rtol=1e-5)
     assert torch.allclose(fixed, target, atol=1e-5)  # a pure exposure error is removed entirely
     assert torch.allclose(oracle.exposure_corrected(target, target), target, atol=1e-6)
+
+
+_STATS_PATH = _PATH.with_name("trico_exposure_statistics.py")
+_stats_spec = importlib.util.spec_from_file_location("trico_exposure_statistics", _STATS_PATH)
+stats = importlib.util.module_from_spec(_stats_spec)
+sys.modules[_stats_spec.name] = stats
+_stats_spec.loader.exec_module(stats)
+
+
+def test_exposure_statistics_undo_a_pure_exposure_cut():
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(1, 3, 32, 32, generator=g) * 0.8
+    lin = stats.srgb_to_linear(target)
+    dark = stats.linear_to_srgb(lin * 2.0 ** -3)  # three stops under
+    mean = float(stats.statistic(target, None))
+    assert abs(mean - float(stats.luminance(lin).mean())) < 1e-6
+    assert abs(float(stats.statistic(dark, None)) - mean / 8) < 1e-5
+    for q, pool in ((None, 1), (0.999, 1), (0.99, 2)):  # a gain to the clean image's own statistic undoes the cut
+        restored = stats.gain_bicubic(dark, q, pool, float(stats.statistic(target, q, pool)), scale=1)
+        assert torch.allclose(restored, target, atol=1e-4)
+    assert float(stats.statistic(target, 0.999)) > float(stats.statistic(target, 0.5))
