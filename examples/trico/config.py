@@ -72,6 +72,8 @@ class DataConfig:
     #: more embedded photos to train on (``MORE_TRAIN_IMAGES``: grayscale scenes and textures, ``retina``);
     #: ``holdout`` may name them too
     more_photos: list[str] = field(default_factory=list)
+    #: degrade the whole photo, then crop, and give each crop its photo's auto-exposure gain (as inference does)
+    scene_exposure: bool = False
 
     def validate(self, key: str) -> None:
         if self.source in ("folder", "rellisur") and not self.root:
@@ -86,6 +88,9 @@ class DataConfig:
             raise ConfigError(f"{key}.split_ratio: two positive numbers (upper, lower), got {self.split_ratio}")
         if len(self.ev_range) != 2 or not 0 <= self.ev_range[0] <= self.ev_range[1]:
             raise ConfigError(f"{key}.ev_range: [lo, hi] with 0 <= lo <= hi, got {self.ev_range}")
+        if self.scene_exposure and self.source == "rellisur":
+            raise ConfigError(f"{key}.scene_exposure: only for synthetic sources (embedded, folder); RELLISUR's "
+                              "pairs are real photos")
         if self.more_photos:
             from examples.restoration.data import MORE_TRAIN_IMAGES
 

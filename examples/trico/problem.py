@@ -73,7 +73,11 @@ def make_objective(model: torch.nn.Module, loss_weights: LossWeights, losses: Ca
         weights = {**prefixed(params["middle"], ILLUMINATION_PREFIX), **prefixed(params["lower"], REFINEMENT_PREFIX)}
         x = batch["input"].to(device)
         target = batch["target"].to(device)
-        out = torch.func.functional_call(model, weights, (x,))
+        kwargs = {}
+        if "scene_luminance" in batch:  # data.scene_exposure: the gain of the whole photo, as at inference
+            kwargs["gain"] = model.gain_for_luminance(torch.as_tensor(batch["scene_luminance"], device=device,
+                                                                      dtype=x.dtype))
+        out = torch.func.functional_call(model, weights, (x,), kwargs)
         return loss_weights.total(params["upper"], losses(out.y, target, out.v))
 
     return objective
@@ -104,7 +108,8 @@ def build_train_data(config: TrainConfig) -> torch.utils.data.Dataset:
     degradation = d.build_degradation() if SOURCES.get(d.source).synthetic else None
     return SOURCES.build(d.source, "train", root=d.root, scale=config.model.scale, crop=d.crop, seed=d.seed,
                          ev_range=tuple(d.ev_range), samples_per_epoch=d.samples_per_epoch, degradation=degradation,
-                         holdout=tuple(d.holdout), more_photos=tuple(d.more_photos), exposures=d.exposures)
+                         holdout=tuple(d.holdout), more_photos=tuple(d.more_photos), exposures=d.exposures,
+                         scene_exposure=d.scene_exposure)
 
 
 @dataclass

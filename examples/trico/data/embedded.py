@@ -55,7 +55,7 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
                      hr_size: int = 256, train_short_side: int = 320, test_evs: Sequence[float] = (2.5, 3.5, 4.5),
                      params: DegradationParams | None = None, augment: bool = True,
                      degradation: str | Degradation | None = None, holdout: Sequence[str] = (),
-                     more: Sequence[str] = ()) -> Dataset:
+                     more: Sequence[str] = (), scene_exposure: bool = False) -> Dataset:
     """The embedded data set. ``split="train"``: a :class:`SyntheticPairs` of ``samples_per_epoch`` random
     crops (``crop`` LR pixels). ``split="test"``: :class:`FixedPairs` of full ``hr_size`` images.
     ``degradation``: a registered name (``"seen"``, ``"unseen"``), a degradation object, or ``None`` (first-wave
@@ -63,6 +63,7 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
 
     ``holdout``: training photos kept out of ``"train"``; ``split="val"`` is made of them (full images at the
     test exposures, with seeds of their own), so that checkpoints can be chosen without touching the test split.
+    ``scene_exposure``: see :class:`SyntheticPairs` (training only).
     ``more``: photos of ``MORE_TRAIN_IMAGES`` added to the training photos (and available to ``holdout``).
     """
     split = split.lower()
@@ -75,7 +76,7 @@ def embedded_dataset(split: str = "train", scale: int = 2, crop: int = 48, seed:
         images = [load_skimage_photo(n, train_short_side) for n in names]
         return SyntheticPairs(images, scale=scale, ev_range=ev_range, crop=crop, seed=seed, augment=augment,
                               samples_per_epoch=samples_per_epoch, params=params, names=names,
-                              degradation=degradation)
+                              degradation=degradation, scene_exposure=scene_exposure)
     if split in ("test", "val", "extra"):
         if hr_size % scale:
             raise ValueError(f"hr_size {hr_size} must be divisible by the scale {scale}")

@@ -29,26 +29,28 @@ def _model(degradation: Any):
 
 def _embedded(split: str, root: str | None, scale: int = 2, seed: int = 0, degradation: Any = "seen",
               crop: int | None = None, ev_range: Sequence[float] = (2.5, 4.5), samples_per_epoch: int = 240,
-              holdout: Sequence[str] = (), more_photos: Sequence[str] = (), **_: Any) -> Dataset:
+              holdout: Sequence[str] = (), more_photos: Sequence[str] = (), scene_exposure: bool = False,
+              **_: Any) -> Dataset:
     from .embedded import embedded_dataset
 
     split = split.lower()
     if split == "train":
         return embedded_dataset("train", scale=scale, crop=crop or 48, seed=seed, ev_range=tuple(ev_range),
                                 samples_per_epoch=samples_per_epoch, degradation=degradation, holdout=tuple(holdout),
-                                more=tuple(more_photos))
+                                more=tuple(more_photos), scene_exposure=scene_exposure)
     return embedded_dataset(split if split in ("val", "extra") else "test", scale=scale, seed=seed, degradation=degradation,
                             holdout=tuple(holdout), more=tuple(more_photos))
 
 
 def _folder(split: str, root: str | None, scale: int = 2, seed: int = 0, degradation: Any = "seen",
             crop: int | None = None, ev_range: Sequence[float] = (2.5, 4.5), samples_per_epoch: int | None = None,
-            centre_crop: int | None = None, **_: Any) -> Dataset:
+            centre_crop: int | None = None, scene_exposure: bool = False, **_: Any) -> Dataset:
     from .synthetic import SyntheticPairs
 
     if crop is not None:  # training: random crops, a new exposure and noise every epoch
         return SyntheticPairs(root, scale=scale, ev_range=tuple(ev_range), crop=crop, seed=seed,
-                              samples_per_epoch=samples_per_epoch, degradation=_model(degradation))
+                              samples_per_epoch=samples_per_epoch, degradation=_model(degradation),
+                              scene_exposure=scene_exposure)
     return SyntheticPairs(root, scale=scale, ev_range=tuple(ev_range), crop=None, centre_crop=centre_crop,
                           seed=seed, augment=False, fixed_ev=True, degradation=_model(degradation))
 

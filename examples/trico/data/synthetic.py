@@ -126,8 +126,14 @@ class SyntheticPairs(Dataset):
         params: :class:`DegradationParams` of the first-wave :func:`degrade` (used when ``degradation`` is None).
         degradation: a :class:`~examples.trico.data.degradations.Degradation` (``seen`` for training, ``unseen``
             for evaluation only); its drawn parameters are part of the sample's seeded randomness.
+        scene_exposure: training crops are cut from the *whole* degraded photo (degrade, then crop, as a camera
+            does), and each item carries ``scene_luminance``: the mean linear luminance (sRGB EOTF, Rec. 709
+            weights) of that whole degraded photo. A model whose auto-exposure measures the whole image at
+            inference can then be trained with the same gain (``TriCo.gain_for_luminance``) instead of one
+            computed from the crop alone (docs/trico.md, "Scene exposure"). Needs ``degradation``.
 
-    Items: ``{"input": (3, h, w), "target": (3, s*h, s*w), "name": str, "ev": float}``.
+    Items: ``{"input": (3, h, w), "target": (3, s*h, s*w), "name": str, "ev": float}``, plus
+    ``"scene_luminance": float`` with ``scene_exposure``.
     """
 
     def __init__(self, source: str | os.PathLike | Sequence[str | os.PathLike | torch.Tensor], scale: int = 2,
@@ -135,7 +141,7 @@ class SyntheticPairs(Dataset):
                  seed: int = 0, augment: bool = True, samples_per_epoch: int | None = None,
                  centre_crop: int | tuple[int, int] | None = None, fixed_ev: bool = False,
                  params: DegradationParams | None = None, names: Sequence[str] | None = None,
-                 degradation: Degradation | None = None):
+                 degradation: Degradation | None = None, scene_exposure: bool = False):
         if scale not in (1, 2, 3, 4, 8):
             raise ValueError(f"scale must be 1, 2, 3, 4 or 8, got {scale}")
         self.scale = int(scale)
@@ -153,6 +159,9 @@ class SyntheticPairs(Dataset):
         self.fixed_ev = bool(fixed_ev)
         self.params = params or DegradationParams()
         self.degradation = degradation
+        self.scene_exposure = bool(scene_exposure)
+        if self.scene_exposure and degradation is None:
+            raise ValueError("scene_exposure needs a degradation model (e.g. build_degradation('seen'))")
 
         if isinstance(source, str | os.PathLike):
             items: list = list(list_images(source))
@@ -209,14 +218,42 @@ class SyntheticPairs(Dataset):
             epoch = 0
         img_idx = index % len(self._images)
         gen = sample_generator(self.seed, epoch, index)
+        if self.scene_exposure:
+            return self._scene_item(img_idx, gen)
         hr = self._hr_window(self._images[img_idx], gen)
         if self.augment:
             (hr,) = augment_pair(random_augment_code(gen), hr)
-        lo, hi = self.ev_range
-        ev = lo + (hi - lo) * float(torch.rand((), generator=gen)) if hi > lo else lo
-        ev = round(ev, 4)
+        ev = self._draw_ev(gen)
         if self.degradation is not None:
             lr, _ = degrade_with(self.degradation, hr, self.scale, ev, gen)
         else:
             lr = degrade(hr, self.scale, ev, generator=gen, params=self.params)
         return {"input": lr, "target": quantize_8bit(hr), "name": f"{self.names[img_idx]}-{ev:g}", "ev": ev}
+
+    def _draw_ev(self, gen: torch.Generator) -> float:
+        lo, hi = self.ev_range
+        return round(lo + (hi - lo) * float(torch.rand((), generator=gen)) if hi > lo else lo, 4)
+
+    def _scene_item(self, img_idx: int, gen: torch.Generator) -> dict:
+        """Degrade the whole photo, measure its mean linear luminance, then cut the (LR-aligned) window."""
+        s = self.scale
+        img = self._images[img_idx]
+        h, w = img.shape[-2] // s, img.shape[-1] // s  # LR size of the whole photo
+        ev = self._draw_ev(gen)
+        lr_full, _ = degrade_with(self.degradation, img[:, : h * s, : w * s], s, ev, gen)
+        lin = srgb_to_linear(lr_full)
+        scene_luminance = float((0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]).mean())
+        if self.crop is not None:
+            ch, cw = self.crop
+            top, left = random_crop_box(h, w, ch, cw, gen)
+        elif self.centre_crop is not None:
+            ch, cw = self.centre_crop
+            top, left = centre_crop_box(h, w, ch, cw)
+        else:
+            ch, cw, top, left = h, w, 0, 0
+        lr = lr_full[:, top : top + ch, left : left + cw]
+        hr = img[:, top * s : (top + ch) * s, left * s : (left + cw) * s]
+        if self.augment:
+            lr, hr = augment_pair(random_augment_code(gen), lr, hr)
+        return {"input": lr.contiguous(), "target": quantize_8bit(hr), "name": f"{self.names[img_idx]}-{ev:g}",
+                "ev": ev, "scene_luminance": scene_luminance}

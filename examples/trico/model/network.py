@@ -165,7 +165,14 @@ class TriCo(nn.Module):
             return torch.ones(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device)
         lin = srgb_to_linear(x.detach())
         lum = 0.2126 * lin[:, 0] + 0.7152 * lin[:, 1] + 0.0722 * lin[:, 2]
-        mean = lum.mean(dim=(-2, -1)).clamp_min(1e-6)
+        return self.gain_for_luminance(lum.mean(dim=(-2, -1)))
+
+    def gain_for_luminance(self, mean_luminance: torch.Tensor) -> torch.Tensor:
+        """The auto-exposure gain ``(B, 1, 1, 1)`` for images whose mean linear luminance is ``mean_luminance``
+        ``(B,)``: how training with ``data.scene_exposure`` gives a crop the gain of its whole photo."""
+        mean = mean_luminance.detach().reshape(-1).clamp_min(1e-6)
+        if self.auto_exposure is None:
+            return torch.ones_like(mean).view(-1, 1, 1, 1)
         return (self.auto_exposure / mean).clamp(1.0, MAX_EXPOSURE_GAIN).view(-1, 1, 1, 1)
 
     def forward(self, x: torch.Tensor, gain: torch.Tensor | None = None) -> TriCoOutput:
