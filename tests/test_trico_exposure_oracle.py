@@ -1,5 +1,6 @@
 """benchmarks/trico_exposure_oracle.py: the oracle exposure correction matches the target's mean linear
-luminance and leaves an image that already matches it unchanged."""
+luminance and leaves an image that already matches it unchanged; benchmarks/trico_exposure_statistics.py: each
+statistic scales with the exposure, so a gain to the clean image's own statistic undoes a pure exposure cut."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ from pathlib import Path
 
 import torch
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "trico_exposure_oracle.py"
-_spec = importlib.util.spec_from_file_location("trico_exposure_oracle", _PATH)
-oracle = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = oracle
-_spec.loader.exec_module(oracle)
+_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load_benchmark(name: str):
+    """A script of benchmarks/ (not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, _BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+oracle = _load_benchmark("trico_exposure_oracle")
+stats = _load_benchmark("trico_exposure_statistics")
 
 
 def test_srgb_round_trip_and_exposure_correction():
@@ -25,13 +35,6 @@ def test_srgb_round_trip_and_exposure_correction():
     assert torch.allclose(oracle.srgb_to_linear(fixed).mean(), oracle.srgb_to_linear(target).mean(), rtol=1e-5)
     assert torch.allclose(fixed, target, atol=1e-5)  # a pure exposure error is removed entirely
     assert torch.allclose(oracle.exposure_corrected(target, target), target, atol=1e-6)
-
-
-_STATS_PATH = _PATH.with_name("trico_exposure_statistics.py")
-_stats_spec = importlib.util.spec_from_file_location("trico_exposure_statistics", _STATS_PATH)
-stats = importlib.util.module_from_spec(_stats_spec)
-sys.modules[_stats_spec.name] = stats
-_stats_spec.loader.exec_module(stats)
 
 
 def test_exposure_statistics_undo_a_pure_exposure_cut():
