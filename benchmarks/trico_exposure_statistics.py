@@ -32,8 +32,8 @@ from examples.restoration.data import (
     TRAIN_IMAGES,
     load_skimage_photo,
 )
-from examples.restoration.degradations import linear_to_srgb, quantize_8bit, srgb_to_linear
-from examples.trico.baselines import LUMA_WEIGHTS, MID_GREY
+from examples.restoration.degradations import linear_to_srgb, luminance, quantize_8bit, srgb_to_linear
+from examples.trico.baselines import MID_GREY
 from examples.trico.data import embedded_dataset
 from examples.trico.data.degradations import build_degradation, degrade_with
 from examples.trico.metrics import psnr
@@ -42,16 +42,10 @@ PERCENTILES = (0.5, 0.9, 0.99, 0.999)
 TRAIN_PHOTOS = tuple(n for n in TRAIN_IMAGES if n != "motorcycle_right")  # the shipped config's training photos
 
 
-def luminance(lin: torch.Tensor) -> torch.Tensor:
-    """``(N, 1, H, W)`` linear luminance of ``(N, 3, H, W)`` linear RGB."""
-    w = torch.tensor(LUMA_WEIGHTS, dtype=lin.dtype).view(1, 3, 1, 1)
-    return (lin * w).sum(dim=1, keepdim=True)
-
-
 def statistic(x: torch.Tensor, q: float | None, pool: int = 1) -> torch.Tensor:
     """Per image: the mean (``q=None``) or the ``q`` quantile of the (``pool`` x ``pool`` averaged) linear
     luminance of the sRGB batch ``x``."""
-    lum = luminance(srgb_to_linear(x))
+    lum = luminance(srgb_to_linear(x)).unsqueeze(1)  # (N, 1, H, W)
     if pool > 1:
         lum = F.avg_pool2d(lum, pool)
     if q is None:

@@ -31,9 +31,10 @@ from .registry import Registry
 
 __all__ = ["Degradation", "DEGRADATIONS", "register_degradation", "build_degradation", "degrade_with",
            "srgb_to_linear", "linear_to_srgb", "quantize_8bit", "resize_down", "gaussian_kernel1d", "gaussian_blur",
-           "jpeg_roundtrip", "uniform", "log_uniform", "choice", "check_range", "KERNELS"]
+           "jpeg_roundtrip", "uniform", "log_uniform", "choice", "check_range", "KERNELS", "LUMA_WEIGHTS", "luminance"]
 
 KERNELS = ("bicubic", "bilinear", "area", "gaussian")
+LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)  # Rec. 709 / sRGB primaries
 
 
 # ------------------------------------------------------------------------------------------ elementary maps
@@ -47,6 +48,13 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     """sRGB OETF: linear light in [0, 1] to display values."""
     x = x.clamp(0.0, 1.0)
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
+
+
+def luminance(lin: torch.Tensor) -> torch.Tensor:
+    """Relative luminance of linear RGB ``(..., 3, H, W)`` (Rec. 709 weights) as ``(..., H, W)``: what an
+    exposure meter reads, and what auto-exposure and the exposure baselines set."""
+    r, g, b = lin.unbind(-3)
+    return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
 
 
 def quantize_8bit(x: torch.Tensor) -> torch.Tensor:

@@ -27,13 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from examples.restoration.degradations import linear_to_srgb, srgb_to_linear
+from examples.restoration.degradations import LUMA_WEIGHTS, linear_to_srgb, luminance, srgb_to_linear
 
 __all__ = ["BASELINES", "BASELINE_LABELS", "LUMA_WEIGHTS", "MID_GREY", "bicubic_baseline",
            "brightened_bicubic_baseline", "linear_gain", "linear_gain_bicubic_baseline", "clahe",
            "clahe_bicubic_baseline", "zero_dce_bicubic_baseline", "bicubic_zero_dce_baseline"]
 
-LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)  # Rec. 709 / sRGB primaries
 MID_GREY = 0.18
 
 
@@ -55,9 +54,8 @@ def brightened_bicubic_baseline(x: torch.Tensor, scale: int, target_mean: float 
 def linear_gain(x: torch.Tensor, target: float = MID_GREY, max_gain: float = 256.0) -> torch.Tensor:
     """One global gain per image in linear light so that its mean linear luminance becomes ``target``."""
     lin = srgb_to_linear(x)
-    w = torch.tensor(LUMA_WEIGHTS, dtype=lin.dtype, device=lin.device).view(1, 3, 1, 1)
-    luminance = (lin * w).sum(dim=1, keepdim=True).mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
-    gain = (target / luminance).clamp(1.0, max_gain)
+    mean = luminance(lin).mean(dim=(-2, -1)).view(-1, 1, 1, 1).clamp_min(1e-8)
+    gain = (target / mean).clamp(1.0, max_gain)
     return linear_to_srgb(lin * gain)
 
 

@@ -100,15 +100,15 @@ class DataConfig:
             if unknown:
                 raise ConfigError(f"{key}.more_photos: {unknown} unknown; choose from {list(MORE_TRAIN_IMAGES)}")
         if self.holdout:
-            from .data import TRAIN_IMAGES
+            from examples.restoration.data import embedded_photo_names
 
-            pool = list(TRAIN_IMAGES) + [n for n in self.more_photos if n not in TRAIN_IMAGES]
             if self.source != "embedded":
                 raise ConfigError(f"{key}.holdout: only for source 'embedded' (a folder keeps its own validation "
                                   "photos in another folder)")
-            unknown = sorted(set(self.holdout) - set(pool))
-            if unknown or len(set(self.holdout)) >= len(pool):
-                raise ConfigError(f"{key}.holdout: some (not all) of {pool}, got {self.holdout}")
+            try:  # the data set's own check: known training photos, at least one left to train on
+                embedded_photo_names("train", self.holdout, self.more_photos)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.holdout: {exc}") from None
         self.build_degradation(key)
 
     def build_degradation(self, key: str = "data"):

@@ -42,6 +42,7 @@ from examples.restoration.data.common import (
     split_key,
 )
 from examples.restoration.data.photos import list_images
+from examples.restoration.degradations import luminance
 from examples.restoration.imageio import read_image
 
 from .degradations import (
@@ -241,8 +242,7 @@ class SyntheticPairs(Dataset):
         h, w = img.shape[-2] // s, img.shape[-1] // s  # LR size of the whole photo
         ev = self._draw_ev(gen)
         lr_full, _ = degrade_with(self.degradation, img[:, : h * s, : w * s], s, ev, gen)
-        lin = srgb_to_linear(lr_full)
-        scene_luminance = float((0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]).mean())
+        scene_luminance = float(luminance(srgb_to_linear(lr_full)).mean())
         if self.crop is not None:
             ch, cw = self.crop
             top, left = random_crop_box(h, w, ch, cw, gen)

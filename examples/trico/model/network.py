@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from examples.restoration.degradations import linear_to_srgb, srgb_to_linear
+from examples.restoration.degradations import linear_to_srgb, luminance, srgb_to_linear
 
 from .common import pad_to_multiple
 from .illumination import IlluminationRegulator
@@ -163,9 +163,7 @@ class TriCo(nn.Module):
         """Per-image auto-exposure gain ``(B, 1, 1, 1)`` for sRGB inputs ``x`` (ones when it is off)."""
         if self.auto_exposure is None:
             return torch.ones(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device)
-        lin = srgb_to_linear(x.detach())
-        lum = 0.2126 * lin[:, 0] + 0.7152 * lin[:, 1] + 0.0722 * lin[:, 2]
-        return self.gain_for_luminance(lum.mean(dim=(-2, -1)))
+        return self.gain_for_luminance(luminance(srgb_to_linear(x.detach())).mean(dim=(-2, -1)))
 
     def gain_for_luminance(self, mean_luminance: torch.Tensor) -> torch.Tensor:
         """The auto-exposure gain ``(B, 1, 1, 1)`` for images whose mean linear luminance is ``mean_luminance``
