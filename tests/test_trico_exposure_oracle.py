@@ -49,3 +49,32 @@ def test_exposure_statistics_undo_a_pure_exposure_cut():
         restored = stats.gain_bicubic(dark, q, pool, float(stats.statistic(target, q, pool)), scale=1)
         assert torch.allclose(restored, target, atol=1e-4)
     assert float(stats.statistic(target, 0.999)) > float(stats.statistic(target, 0.5))
+
+
+anchor = _load_benchmark("trico_exposure_anchor")
+
+
+def test_exposure_anchoring_interpolates_between_own_and_anchor_exposure():
+    g = torch.Generator().manual_seed(2)
+    y = anchor.linear_to_srgb(torch.rand(2, 3, 16, 16, generator=g) * 0.3)  # no clipping at any a below
+    own = anchor.luminance(anchor.srgb_to_linear(y)).mean(dim=(-2, -1)).flatten()
+    assert torch.equal(anchor.anchored(y, 0.0), y)
+    for a in (0.5, 1.0):
+        out = anchor.luminance(anchor.srgb_to_linear(anchor.anchored(y, a, anchor=0.2))).mean(dim=(-2, -1)).flatten()
+        assert torch.allclose(out, 0.2 ** a * own ** (1 - a), rtol=1e-4)
+    try:
+        anchor.anchored(y, 1.5)
+    except ValueError as e:
+        assert "[0, 1]" in str(e)
+    else:
+        raise AssertionError("a = 1.5 was accepted")
+
+
+def test_exposure_anchor_sets_and_table():
+    sets = anchor.evaluation_sets({"data": {"holdout": ["motorcycle_right"], "more_photos": ["camera"]}})
+    assert list(sets) == ["train photos", "val", *anchor.REPORT_SETS]
+    assert len(sets["val"]) * 6 == len(sets["train photos"])  # six training photos (five + camera), same exposures
+    results = {"m": {s: {0.0: 20.0, 1.0: 21.5} for s in sets}}
+    table = anchor.markdown(results).splitlines()
+    assert table[0].startswith("| model | a | train photos | val | test seen")
+    assert table[3] == "| m | 1 | " + " | ".join(["21.50"] * len(sets)) + " |"
