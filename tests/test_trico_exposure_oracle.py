@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 _BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -78,3 +79,26 @@ def test_exposure_anchor_sets_and_table():
     table = anchor.markdown(results).splitlines()
     assert table[0].startswith("| model | a | train photos | val | test seen")
     assert table[3] == "| m | 1 | " + " | ".join(["21.50"] * len(sets)) + " |"
+
+
+def test_docs_exposure_anchor_table_matches_its_json():
+    """docs/trico.md's anchoring table: each cell is the mean over seeds 0-2 in docs/results/exposure_anchor."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / "docs" / "results" / "exposure_anchor" / "anchor.json").read_text())
+    sets = ["train photos", "val", *anchor.REPORT_SETS]
+    text = (root / "docs" / "trico.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| TriCo | ", "| naive | "))]
+    checked = 0
+    for line in rows:
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        variant = {"TriCo": "trico", "naive": "naive"}[cells[0]]
+        a = cells[1].split()[0]
+        if a not in ("0", "0.5", "1"):
+            continue
+        for name, shown in zip(sets, cells[2:], strict=True):
+            mean = sum(data[f"{variant}_s{s}"][name][str(float(a))] for s in range(3)) / 3
+            assert float(shown) == pytest.approx(mean, abs=0.006), (line, name)
+            checked += 1
+    assert checked == 2 * 3 * len(sets)
