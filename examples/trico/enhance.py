@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from examples.restoration.self_ensemble import self_ensemble
 from examples.restoration.tiling import blend_ramp, tile_starts
 from examples.restoration.tiling import enhance_tiled as _tiled
 
@@ -44,26 +45,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="png", choices=["png", "tif", "jpg"], help="output format")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing files in --output (never an input file)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="average the outputs of the eight flips and quarter turns of each photo (x8 the "
+                             "time; +0.1 dB PSNR, +0.015 SSIM on the validation photos, docs/trico.md)")
 
 
 @torch.no_grad()
-def enhance_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 256, overlap: int = 32) -> torch.Tensor:
+def enhance_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 256, overlap: int = 32,
+                  ensemble: bool = False) -> torch.Tensor:
     """Run the TriCo ``model`` on ``x`` ((3, H, W) or (B, 3, H, W)) in overlapping tiles (the toolkit's
     :func:`examples.restoration.tiling.enhance_tiled`) and return the blended ``y`` ((B,) 3, sH, sW).
-    ``tile <= 0`` or an image no larger than one tile runs in one piece."""
+    ``tile <= 0`` or an image no larger than one tile runs in one piece. ``ensemble``: each tile is the x8
+    geometric self-ensemble (:func:`examples.restoration.self_ensemble.self_ensemble`)."""
     h, w = x.shape[-2:]
-    if tile <= 0 or (h <= tile and w <= tile):
-        return _tiled(lambda t: model(t).y, x, tile, overlap, scale=model.scale)
-    # one global exposure for the whole image, not one per tile (tiles of a dark photo differ in brightness)
-    batch = x if x.dim() == 4 else x.unsqueeze(0)
-    gain = {"gain": model.exposure_gain(batch)} if hasattr(model, "exposure_gain") else {}
-    return _tiled(lambda t: model(t, **gain).y, x, tile, overlap, scale=model.scale)
+    gain = {}
+    if not (tile <= 0 or (h <= tile and w <= tile)) and hasattr(model, "exposure_gain"):
+        # one global exposure for the whole image, not one per tile (tiles of a dark photo differ in brightness)
+        gain = {"gain": model.exposure_gain(x if x.dim() == 4 else x.unsqueeze(0))}
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
+        return model(t, **gain).y
+
+    fn = (lambda t: self_ensemble(forward, t)) if ensemble else forward
+    return _tiled(fn, x, tile, overlap, scale=model.scale)
 
 
-def enhance_image(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int, device: str) -> torch.Tensor:
-    """(3, H, W) in [0, 1] -> (3, sH, sW) in [0, 1] on the CPU."""
+def enhance_image(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int, device: str,
+                  ensemble: bool = False) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> (3, sH, sW) in [0, 1] on the CPU (``ensemble``: x8 self-ensemble)."""
     dtype = next(model.trainable_parameters()).dtype
-    y = enhance_tiled(model, x.to(device=device, dtype=dtype), tile, overlap)
+    y = enhance_tiled(model, x.to(device=device, dtype=dtype), tile, overlap, ensemble)
     return y.float().clamp(0.0, 1.0).cpu()
 
 
@@ -103,8 +114,10 @@ def _run_cli(args: argparse.Namespace) -> int:
     out_dir = check_output_dir(args.output)  # before the model is loaded or anything computed
     model, config = load_model(args.checkpoint, map_location=args.device)
     checkpoint_scale(config, args.scale, args.checkpoint)
-    failed = restore_files(lambda x: enhance_image(model, x, args.tile, args.tile_overlap, args.device), files,
-                           out_dir, ext=ext, bits=bits, overwrite=getattr(args, "overwrite", False), skipped=skipped)
+    ensemble = getattr(args, "self_ensemble", False)
+    failed = restore_files(lambda x: enhance_image(model, x, args.tile, args.tile_overlap, args.device, ensemble),
+                           files, out_dir, ext=ext, bits=bits, overwrite=getattr(args, "overwrite", False),
+                           skipped=skipped)
     return 1 if failed else 0
 
 

@@ -129,16 +129,23 @@ def evaluate_baseline(fn: Callable[[torch.Tensor, int], torch.Tensor] | str, dat
     return report
 
 
-def model_method(model: torch.nn.Module, device: str | torch.device = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+def model_method(model: torch.nn.Module, device: str | torch.device = "cpu", ensemble: bool = False
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> model(x).y`` as a method for :func:`evaluate_methods` (input moved to ``device``, output to the
-    CPU; the model is put in eval mode)."""
+    CPU; the model is put in eval mode). ``ensemble``: the x8 geometric self-ensemble of the model
+    (:func:`examples.restoration.self_ensemble.self_ensemble`)."""
+    from examples.restoration.self_ensemble import self_ensemble
+
     model.eval()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        return out if isinstance(out, torch.Tensor) else out.y
+
     def fn(x: torch.Tensor) -> torch.Tensor:
-        out = model(x.to(device=device, dtype=dtype))
-        out = out if isinstance(out, torch.Tensor) else out.y
-        return out.float().cpu()
+        x = x.to(device=device, dtype=dtype)
+        return (self_ensemble(forward, x) if ensemble else forward(x)).float().cpu()
 
     return fn
 
@@ -299,6 +306,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "scikit-video's")
     parser.add_argument("--metaiqa-weights", help="MetaIQA weights (needs pyiqa)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="run every checkpoint as its x8 geometric self-ensemble (flips and quarter turns)")
     parser.add_argument("--per-image", action="store_true", help="include per-image values in the output")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("--output", help="also write the JSON report to this file")
@@ -319,8 +328,9 @@ def _baseline_names(text: str) -> list[str]:
 
 
 def collect_methods(checkpoints: Mapping[str, str | Path], baselines: Sequence[str], scale: int,
-                    device: str = "cpu") -> tuple[dict[str, Callable], dict[str, dict]]:
-    """Methods for :func:`evaluate_methods` (checkpoints first, then baselines) and a description of each."""
+                    device: str = "cpu", ensemble: bool = False) -> tuple[dict[str, Callable], dict[str, dict]]:
+    """Methods for :func:`evaluate_methods` (checkpoints first, then baselines) and a description of each.
+    ``ensemble``: every checkpoint runs as its x8 self-ensemble (baselines as they are)."""
     from .checkpoint import load_model
 
     methods: dict[str, Callable] = {}
@@ -329,9 +339,9 @@ def collect_methods(checkpoints: Mapping[str, str | Path], baselines: Sequence[s
         model, config = load_model(path, map_location=device)
         if int(config.get("scale", scale)) != scale:
             raise ValueError(f"{name}: checkpoint {path} is x{config.get('scale')}, the evaluation is x{scale}")
-        methods[name] = model_method(model.to(device), device)
-        label = {"trico": "TriCo", "shipped": "TriCo (shipped)"}.get(name, name)
-        info[name] = {"kind": "checkpoint", "checkpoint": str(path), "label": label}
+        methods[name] = model_method(model.to(device), device, ensemble)
+        label = {"trico": "TriCo", "shipped": "TriCo (shipped)"}.get(name, name) + (", x8 ensemble" if ensemble else "")
+        info[name] = {"kind": "checkpoint", "checkpoint": str(path), "label": label, "self_ensemble": ensemble}
     for name in baselines:
         methods[name] = baseline_method(name, scale)
         info[name] = {"kind": "baseline", "label": BASELINE_LABELS[name]}
@@ -410,7 +420,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     weights = {"lpips": args.lpips_weights, "lpips_backbone": args.lpips_backbone,
                "brisque": args.brisque_weights, "niqe": args.niqe_weights, "metaiqa": args.metaiqa_weights}
     try:
-        methods, info = collect_methods(checkpoints, baselines, scale, args.device)
+        methods, info = collect_methods(checkpoints, baselines, scale, args.device, args.self_ensemble)
     except ValueError as exc:
         raise UsageError(f"evaluate: {exc}") from None
     datasets = _datasets(args, scale)
