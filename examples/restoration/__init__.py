@@ -4,6 +4,7 @@ Modules (each small, with one job; ``docs/restoration_toolkit.md`` says how a ta
 
 - :mod:`.imageio`: read/write images (8/16-bit, TIFF, grey/alpha/palette, EXIF orientation) as float tensors;
 - :mod:`.tiling`: tiled inference of any image-to-image callable, blended seams;
+- :mod:`.self_ensemble`: the x8 geometric self-ensemble of any image-to-image callable;
 - :mod:`.metrics`: the metric registry (needs-target, lower-is-better, parameters or skip reason) and the
   accumulator that measures a data set;
 - :mod:`.data`: seeded sample keys and crops, upper/lower splits, the embedded photos, the data-source registry;
