@@ -140,6 +140,8 @@ def test_report_recomputed_from_csv(tmp_path):
     ("shipped_seeds/extra", 3, 2 * 2 * 2),
     ("more_scenes_seeds/test", 3, 4 * 2 * 2),  # twelve scenes (TriCo, naive) and five photos (TriCo, naive)
     ("more_scenes_seeds/extra", 3, 4 * 2 * 2),
+    ("five_seeds/test", 3, 4 * 2 * 2),  # the same with seeds 3 and 4 of the twelve-scene variants (stop 22)
+    ("five_seeds/extra", 3, 4 * 2 * 2),
 ])
 def test_committed_study_reports_match_their_csv(report, min_seeds, expected_cells):
     """docs/results/<report>: every mean, std, 95% interval, paired difference and t-test p in study.md is
@@ -174,3 +176,33 @@ def test_committed_study_reports_match_their_csv(report, min_seeds, expected_cel
                                                   abs=0.0006)
         checked += 1
     assert checked == expected_cells
+
+
+def test_docs_five_seed_table_matches_its_csv():
+    """docs/trico.md "Five seeds (stop 22)": means, stds, paired differences and p-values from five_seeds/*.csv."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "trico.md").read_text().split("#### Five seeds (stop 22)")[1].split("####")[0]
+    rows = [r for r in text.splitlines() if r.startswith(("| test (", "| test |", "| extra"))]
+    assert len(rows) == 4
+    split = None
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        split = cells[0].split()[0] if cells[0] else split
+        with open(root / "docs" / "results" / "five_seeds" / split / "study.csv", newline="") as f:
+            data = list(csv.DictReader(f))
+
+        def values(variant, metric, deg=cells[1]):
+            return np.array([float(r["value"]) for r in sorted(data, key=lambda r: int(r["seed"]))
+                             if r["variant"] == variant and r["metric"] == metric and r["degradation"] == deg])
+
+        for metric, (t_cell, n_cell, d_cell), digits in (("psnr", cells[2:5], 2), ("ssim", cells[5:8], 3)):
+            t, n = values("trico", metric), values("naive", metric)
+            assert len(t) == len(n) == 5
+            for cell, x in ((t_cell, t), (n_cell, n)):
+                mean, std = (float(v) for v in cell.split("+-"))
+                assert (mean, std) == pytest.approx((x.mean(), x.std(ddof=1)), abs=0.6 * 10 ** -digits)
+            diff, p = d_cell.split()
+            assert float(diff) == pytest.approx((n - t).mean(), abs=0.6 * 10 ** -digits)
+            assert float(p.strip("()")) == pytest.approx(stats.ttest_rel(n, t).pvalue, abs=0.006)
