@@ -193,8 +193,9 @@ def test_docs_five_seed_table_matches_its_csv():
         with open(root / "docs" / "results" / "five_seeds" / split / "study.csv", newline="") as f:
             data = list(csv.DictReader(f))
 
-        def values(variant, metric, deg=cells[1]):
-            return np.array([float(r["value"]) for r in sorted(data, key=lambda r: int(r["seed"]))
+        def values(variant, metric, deg=cells[1], rows_of_split=data):
+            ordered = sorted(rows_of_split, key=lambda r: int(r["seed"]))
+            return np.array([float(r["value"]) for r in ordered
                              if r["variant"] == variant and r["metric"] == metric and r["degradation"] == deg])
 
         for metric, (t_cell, n_cell, d_cell), digits in (("psnr", cells[2:5], 2), ("ssim", cells[5:8], 3)):
