@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 __all__ = ["add_arguments", "run", "validation_dataset", "score_checkpoints", "select_checkpoint"]
-
-_STEP = re.compile(r"step_(\d+)\.pt$")
 
 
 def validation_dataset(config: dict[str, Any], scale: int):
@@ -38,20 +35,13 @@ def validation_dataset(config: dict[str, Any], scale: int):
                             holdout=tuple(holdout), more=tuple(data.get("more_photos") or []))
 
 
-def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for path in sorted((run_dir / "checkpoints").glob("step_*.pt")):
-        m = _STEP.search(path.name)
-        if m:
-            found.append((int(m.group(1)), path))
-    return found
-
-
 def score_checkpoints(run_dir: Path, metrics: tuple[str, ...] = ("psnr", "ssim"), progress: bool = True
                       ) -> list[dict[str, Any]]:
     """``[{"step", "path", metric: value, ...}]`` for every numbered checkpoint of the run, in step order."""
     import yaml
     from tqdm import tqdm
+
+    from hyperlevel.checkpoint import numbered_checkpoints
 
     from .checkpoint import load_model
     from .cli_errors import UsageError
@@ -61,7 +51,7 @@ def score_checkpoints(run_dir: Path, metrics: tuple[str, ...] = ("psnr", "ssim")
     if not config_path.is_file():
         raise UsageError(f"{run_dir} is not a training run (no config.yaml)")
     config = yaml.safe_load(config_path.read_text())
-    found = _checkpoints(run_dir)
+    found = numbered_checkpoints(run_dir / "checkpoints")
     if not found:
         raise UsageError(f"{run_dir / 'checkpoints'} holds no step_*.pt checkpoint (train with "
                          "log.keep_checkpoints: 0 to keep them all)")
