@@ -102,3 +102,24 @@ def test_docs_exposure_anchor_table_matches_its_json():
             assert float(shown) == pytest.approx(mean, abs=0.006), (line, name)
             checked += 1
     assert checked == 2 * 3 * len(sets)
+
+
+rules = _load_benchmark("trico_selection_rules")
+
+
+def test_selection_rules_choose_and_docs_table_matches_the_json():
+    rows = [{"step": 50, "psnr": 20.0, "psnr_exposure": 22.0, "ssim": 0.5},
+            {"step": 100, "psnr": 21.0, "psnr_exposure": 21.5, "ssim": 0.5}]
+    assert rules.choose(rows, "psnr")["step"] == 100 and rules.choose(rows, "psnr_exposure")["step"] == 50
+    assert rules.choose(rows, "ssim")["step"] == 100  # a tie goes to the later step, as `select`
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    results = {}
+    for variant in ("trico", "naive"):
+        results.update(json.loads((root / "docs" / "results" / "selection_rules" / f"{variant}.json").read_text()))
+    assert len(results) == 10
+    expected = [line for line in rules.summary(results).splitlines()[2:]]
+    text = (root / "docs" / "trico.md").read_text()
+    for line in expected:
+        assert line in text, line
