@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trico_exposure_oracle import load_models  # noqa: E402
+
 from examples.restoration.data import embedded_photo_names
 from examples.restoration.degradations import linear_to_srgb, luminance, quantize_8bit, srgb_to_linear
 from examples.trico.baselines import MID_GREY
-from examples.trico.checkpoint import load_model
 from examples.trico.data import embedded_dataset
 from examples.trico.metrics import psnr
 
@@ -125,12 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     sets = evaluation_sets(yaml.safe_load(args.config.read_text()))
     results: dict[str, dict[str, dict[float, float]]] = {}
-    for spec in args.model:
-        name, _, path = spec.partition("=")
-        if not path:
-            ap.error(f"--model {spec!r}: expected NAME=CKPT")
-        model, _ = load_model(path)
-        model.eval()
+    for name, model in load_models(args.model, ap.error).items():
         results[name] = {s: measure(model, data) for s, data in sets.items()}
         decision = {a: sum(results[name][s][a] for s in DECISION_SETS) / len(DECISION_SETS) for a in ALPHAS}
         print(f"{name}: a chosen on the decision sets = {max(decision, key=decision.get):g}", flush=True)

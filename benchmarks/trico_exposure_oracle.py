@@ -55,6 +55,19 @@ def measure(methods: dict, split: str, degradation: str) -> dict[str, dict[str, 
     return {name: {"psnr": a / n, "psnr_oracle_exposure": b / n} for name, (a, b) in sums.items()}
 
 
+def load_models(specs: list[str], error) -> dict[str, torch.nn.Module]:
+    """``NAME=CKPT`` command-line specs -> ``{name: model in eval mode}``; ``error`` reports a malformed spec
+    (``ArgumentParser.error``)."""
+    models = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not path:
+            error(f"--model {spec!r}: expected NAME=CKPT")
+        model, _ = load_model(path)
+        models[name] = model.eval()
+    return models
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", default=[], metavar="NAME=CKPT", help="a x2 checkpoint to measure")
@@ -62,14 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                     choices=sorted(BASELINES))
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
-    methods = {}
-    for spec in args.model:
-        name, _, path = spec.partition("=")
-        if not path:
-            ap.error(f"--model {spec!r}: expected NAME=CKPT")
-        model, _ = load_model(path)
-        model.eval()
-        methods[name] = lambda x, m=model: m(x).y
+    methods = {name: (lambda x, m=model: m(x).y) for name, model in load_models(args.model, ap.error).items()}
     for b in args.baselines:
         methods[b] = lambda x, f=BASELINES[b]: f(x, 2)
     results = {}
