@@ -43,27 +43,18 @@ def checkpoints_between(run_dir: Path, first: int, last: int | None = None) -> l
     return chosen
 
 
-def _training_record(path: Path) -> dict[str, Any]:
-    """The training config and loss weights an engine checkpoint carries (``{}`` for a plain model file)."""
-    import hyperlevel
-
-    state = hyperlevel.checkpoint.load(path)
-    extra = state.get("extra") if isinstance(state.get("extra"), dict) else state
-    return {k: extra[k] for k in ("train_config", "loss_weights") if k in extra}
-
-
 def average_run(run_dir: Path, first: int = DEFAULT_FROM_STEP, last: int | None = None,
                 out: Path | None = None) -> tuple[Path, list[int]]:
     """Average the run's checkpoints between ``first`` and ``last`` into ``out``; return ``(out, steps)``."""
     from examples.restoration.weight_average import average_checkpoints
 
-    from .checkpoint import TRICO_BUILDER, save_model
+    from .checkpoint import TRICO_BUILDER, save_model, training_record
 
     chosen = checkpoints_between(run_dir, first, last)
     steps = [s for s, _ in chosen]
     model, _ = average_checkpoints([p for _, p in chosen], TRICO_BUILDER)
     out = out or run_dir / "checkpoints" / "swa.pt"
-    record = _training_record(chosen[-1][1])
+    record = {k: v for k, v in training_record(chosen[-1][1]).items() if k not in ("global_step", "phase_name")}
     record["weight_average"] = {"steps": steps, "run": str(run_dir)}
     save_model(out, model, record)
     return out, steps

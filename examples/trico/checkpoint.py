@@ -20,7 +20,7 @@ from torch import nn
 import hyperlevel
 from examples.restoration import checkpoint as kit
 
-__all__ = ["save_model", "load_model", "model_checkpoint", "atomic_torch_save", "TRICO_BUILDER"]
+__all__ = ["save_model", "load_model", "model_checkpoint", "atomic_torch_save", "training_record", "TRICO_BUILDER"]
 
 
 def _build(**config: Any) -> nn.Module:
@@ -65,3 +65,16 @@ def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn.M
     """Rebuild the TriCo model stored in ``path`` (a checkpoint dict, an engine checkpoint, or a ``.safetensors``
     file); return ``(model in eval mode, config)``."""
     return kit.load_model(path, TRICO_BUILDER, map_location=map_location)
+
+
+def training_record(path: str | os.PathLike) -> dict[str, Any]:
+    """What a checkpoint says about its training, for files derived from it to carry on: ``train_config`` and
+    ``loss_weights`` (an engine checkpoint keeps them under ``extra``), ``global_step`` and ``phase_name`` (the
+    engine's); ``{}`` if none."""
+    state = hyperlevel.checkpoint.load(path)
+    if not isinstance(state, dict):
+        return {}
+    extra = state.get("extra") if isinstance(state.get("extra"), dict) else state
+    record = {k: extra[k] for k in ("train_config", "loss_weights") if k in extra}
+    record.update({k: state[k] for k in ("global_step", "phase_name") if k in state})
+    return record

@@ -10,7 +10,8 @@
 - ``demo``: the short end-to-end demo behind ``make demo`` (demo.py).
 - ``study``: the paper's ablations over seeds with confidence intervals (study.py).
 - ``select`` / ``average``: a run's best checkpoint on its held-out photos, or the mean of its late checkpoints'
-  weights (select.py, average.py).
+  weights (select.py, average.py); ``exposure-prior``: a model whose output exposure leans toward what its
+  input's darkness predicts (exposure_prior.py).
 
 Errors are one line naming the file or key and the fix, with the exit statuses of ``cli_errors.py``
 (``--debug``, before or after the command: the traceback instead).
@@ -79,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import average, demo, enhance, evaluate, export, profile, select, study
+    from . import average, demo, enhance, evaluate, exposure_prior, export, profile, select, study
 
     parser = argparse.ArgumentParser(prog="python -m examples.trico",
                                      description="TriCo: low-light super-resolution trained as a tri-level problem")
@@ -95,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                                ("export", export, "write the shipped model (safetensors) and its measured card"),
                                ("study", study, "ablations over seeds with confidence intervals"),
                                ("select", select, "pick a run's checkpoint on its held-out validation photos"),
-                               ("average", average, "average a run's late checkpoints (weight averaging)")):
+                               ("average", average, "average a run's late checkpoints (weight averaging)"),
+                               ("exposure-prior", exposure_prior,
+                                "give a model an exposure prior fitted on its training photos")):
         p = sub.add_parser(name, help=text, description=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
         p.set_defaults(func=module.run)

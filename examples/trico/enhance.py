@@ -58,16 +58,23 @@ def enhance_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 256, over
     ``tile <= 0`` or an image no larger than one tile runs in one piece. ``ensemble``: each tile is the x8
     geometric self-ensemble (:func:`examples.restoration.self_ensemble.self_ensemble`)."""
     h, w = x.shape[-2:]
-    gain = {}
-    if not (tile <= 0 or (h <= tile and w <= tile)) and hasattr(model, "exposure_gain"):
-        # one global exposure for the whole image, not one per tile (tiles of a dark photo differ in brightness)
-        gain = {"gain": model.exposure_gain(x if x.dim() == 4 else x.unsqueeze(0))}
+    whole = {}
+    tiled = not (tile <= 0 or (h <= tile and w <= tile)) and hasattr(model, "exposure_gain")
+    if tiled:
+        # one global exposure for the whole image, not one per tile (tiles of a dark photo differ in brightness):
+        # the auto-exposure gain from the whole input, the exposure prior on the whole blended output
+        whole = {"gain": model.exposure_gain(x if x.dim() == 4 else x.unsqueeze(0)), "exposure_prior": False}
 
     def forward(t: torch.Tensor) -> torch.Tensor:
-        return model(t, **gain).y
+        return model(t, **whole).y
 
     fn = (lambda t: self_ensemble(forward, t)) if ensemble else forward
-    return _tiled(fn, x, tile, overlap, scale=model.scale)
+    y = _tiled(fn, x, tile, overlap, scale=model.scale)
+    if tiled and hasattr(model, "apply_exposure_prior"):
+        batched = x.dim() == 4
+        y = model.apply_exposure_prior(x if batched else x.unsqueeze(0), y if batched else y.unsqueeze(0))
+        y = y if batched else y[0]
+    return y
 
 
 def enhance_image(model: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int, device: str,

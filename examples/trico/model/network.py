@@ -9,6 +9,15 @@ so they learn denoising, local illumination and detail rather than a global brig
 training range would otherwise have to cover. ``exposure_gain`` exposes the gain so that tiled inference can
 compute it once on the whole image (``forward(x, gain=...)``).
 
+After the network, an optional **exposure prior** (``exposure_prior``, off by default; fitted after training by
+``python -m examples.trico exposure-prior``) rescales the output in linear light so that its mean luminance
+becomes ``own ** (1 - weight) * level ** weight``: ``own`` the network's, ``level = exp(alpha + beta * log m)``
+the scene brightness that a regression fitted on the training photos predicts from the input's own mean linear
+luminance ``m``. The auto-exposure front end divides ``m`` out, so without it the network never learns how dark
+its input was; under the training exposure range that level is evidence about the scene (docs/trico.md,
+"Exposure prior"). ``apply_exposure_prior`` exposes it so that tiled inference applies it once to the whole
+output.
+
 The output is a residual (``residual_base``): by default over the bicubically upsampled auto-exposed input
 (``"input"``), so an untrained refinement starts from "global gain + bicubic" and every update is a correction
 of it; ``"reflectance"`` adds it to the bilinearly upsampled ``v`` instead (the first-wave form, whose Retinex
@@ -27,6 +36,7 @@ Trainable parameter groups, as the tri-level trainer needs them:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +69,7 @@ DEFAULT_WIDTHS: dict[str, Any] = {
     "ihem": True,
     "auto_exposure": 0.18,
     "residual_base": "input",
+    "exposure_prior": None,
 }
 RESIDUAL_BASES = ("input", "reflectance")
 MAX_EXPOSURE_GAIN = 64.0  # 6 stops: beyond the 2 .. 5-stop cuts the networks are trained on
@@ -99,12 +110,14 @@ class TriCo(nn.Module):
         if cfg["residual_base"] not in RESIDUAL_BASES:
             raise ValueError(f"residual_base must be one of {list(RESIDUAL_BASES)}, got {cfg['residual_base']!r}")
         self.residual_base = cfg["residual_base"]
+        self.exposure_prior = _check_exposure_prior(cfg["exposure_prior"])
         self.scale = int(scale)
         self.config: dict[str, Any] = {
             "scale": self.scale,
             "semantic": semantic,
             "checkpoint": None if checkpoint is None else str(checkpoint),
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+            "exposure_prior": None if self.exposure_prior is None else dict(self.exposure_prior),
         }
         self.illumination = IlluminationRegulator(cfg["ir_width"], cfg["alpha_channels"])
         self.semantic = build_semantic_encoder(semantic, checkpoint, cfg["encoder_size"])
@@ -173,13 +186,29 @@ class TriCo(nn.Module):
             return torch.ones_like(mean).view(-1, 1, 1, 1)
         return (self.auto_exposure / mean).clamp(1.0, MAX_EXPOSURE_GAIN).view(-1, 1, 1, 1)
 
-    def forward(self, x: torch.Tensor, gain: torch.Tensor | None = None) -> TriCoOutput:
-        """Enhance ``x`` (B, 3, H, W) in [0, 1]; ``gain`` overrides the auto-exposure gain (tiled inference)."""
+    def apply_exposure_prior(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y`` (B, 3, sH, sW) rescaled in linear light toward the exposure prior's brightness for the input
+        ``x`` (B, 3, H, W), both sRGB in [0, 1]; ``y`` itself when the model has no prior (or weight 0)."""
+        prior = self.exposure_prior
+        if prior is None or prior["weight"] == 0.0:
+            return y
+        lin = srgb_to_linear(y.clamp(0.0, 1.0))
+        own = luminance(lin).mean(dim=(-2, -1)).reshape(-1).clamp_min(1e-6)
+        seen = luminance(srgb_to_linear(x.detach().clamp(0.0, 1.0))).mean(dim=(-2, -1)).reshape(-1).clamp_min(1e-6)
+        level = torch.exp(prior["alpha"] + prior["beta"] * torch.log(seen))
+        target = own ** (1.0 - prior["weight"]) * level ** prior["weight"]
+        return linear_to_srgb((lin * (target / own).view(-1, 1, 1, 1)).clamp(0.0, 1.0))
+
+    def forward(self, x: torch.Tensor, gain: torch.Tensor | None = None, exposure_prior: bool = True
+                ) -> TriCoOutput:
+        """Enhance ``x`` (B, 3, H, W) in [0, 1]; ``gain`` overrides the auto-exposure gain and
+        ``exposure_prior=False`` skips the exposure prior (tiled inference applies both to the whole image)."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a batch (B, 3, H, W), got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         s = self.scale
         x = x.clamp(0.0, 1.0)
+        raw = x
         if gain is None:
             gain = self.exposure_gain(x)
         if self.auto_exposure is not None:
@@ -188,8 +217,11 @@ class TriCo(nn.Module):
         ill = self.illumination(xp)
         f_s = self.semantic(ill.v) if self.semantic is not None else None
         y = self.refinement(ill.v, ill.features, f_s, base=xp if self.residual_base == "input" else None)
+        y = y[..., : s * h, : s * w]
+        if exposure_prior:
+            y = self.apply_exposure_prior(raw, y)
         return TriCoOutput(
-            y=y[..., : s * h, : s * w],
+            y=y,
             u=ill.u[..., :h, :w],
             v=ill.v[..., :h, :w],
             alpha=ill.alpha[..., :h, :w],
@@ -198,6 +230,22 @@ class TriCo(nn.Module):
             semantic_features=f_s,
             exposure_gain=gain,
         )
+
+
+def _check_exposure_prior(prior: Any) -> dict[str, Any] | None:
+    """``None`` or ``{"alpha", "beta", "weight"}`` as floats (weight in [0, 1]); ``ValueError`` naming the fault."""
+    if prior is None:
+        return None
+    if not isinstance(prior, dict) or set(prior) - {"alpha", "beta", "weight", "fit"} or \
+            not {"alpha", "beta", "weight"} <= set(prior):
+        raise ValueError(f"exposure_prior must be None or a dict with alpha, beta, weight (and optionally fit), "
+                         f"got {prior!r}")
+    out = {k: float(prior[k]) for k in ("alpha", "beta", "weight")}
+    if not all(math.isfinite(v) for v in out.values()) or not 0.0 <= out["weight"] <= 1.0:
+        raise ValueError(f"exposure_prior: alpha and beta must be finite and weight in [0, 1], got {out}")
+    if "fit" in prior:
+        out["fit"] = prior["fit"]
+    return out
 
 
 def build_model(scale: int = 2, semantic: str = "none", checkpoint: str | None = None, **widths: Any) -> TriCo:

@@ -1,0 +1,121 @@
+"""The exposure prior: the network's output exposure pulled toward what its input's darkness predicts."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from examples.restoration.degradations import luminance, srgb_to_linear
+from examples.trico.checkpoint import load_model, save_model
+from examples.trico.cli_errors import UsageError
+from examples.trico.cli import main
+from examples.trico.config import load_config
+from examples.trico.enhance import enhance_tiled
+from examples.trico.exposure_prior import fit_exposure_prior, with_exposure_prior
+from examples.trico.model import build_model
+from examples.trico.train import train
+
+SMALL = {"ir_width": 4, "fr_widths": [4, 8, 8], "enc_blocks": [1, 1, 1], "dec_blocks": [0, 1, 1],
+         "refine_blocks": 1, "hr_blocks": 1, "heads": [1, 1, 1]}
+PRIOR = {"alpha": 0.7, "beta": 0.6}
+
+
+def _mean_luminance(img: torch.Tensor) -> float:
+    return float(luminance(srgb_to_linear(img)).mean())
+
+
+def _pair(weight: float):
+    torch.manual_seed(0)
+    plain = build_model(2, **SMALL).eval()
+    prior = build_model(2, **SMALL, exposure_prior={**PRIOR, "weight": weight}).eval()
+    prior.load_trainable_state_dict(plain.trainable_state_dict())
+    return plain, prior
+
+
+@torch.no_grad()
+def test_prior_moves_the_output_exposure_to_the_geometric_mix():
+    x = torch.rand(2, 3, 24, 32) * torch.tensor([0.03, 0.12]).view(2, 1, 1, 1)  # two darknesses
+    plain, _ = _pair(0.0)
+    own = [_mean_luminance(y) for y in plain(x).y]
+    for weight in (0.0, 0.25, 1.0):
+        y = _pair(weight)[1](x).y
+        for k in range(2):
+            level = math.exp(PRIOR["alpha"] + PRIOR["beta"] * math.log(_mean_luminance(x[k])))
+            expected = own[k] ** (1 - weight) * level ** weight
+            assert _mean_luminance(y[k]) == pytest.approx(expected, rel=1e-4)
+    # weight 0 is the network as trained, bit for bit; exposure_prior=False skips the prior
+    torch.testing.assert_close(_pair(0.0)[1](x).y, plain(x).y, rtol=0, atol=0)
+    torch.testing.assert_close(_pair(1.0)[1](x, exposure_prior=False).y, plain(x).y, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_tiled_inference_applies_the_prior_once_to_the_whole_output():
+    _, model = _pair(1.0)
+    x = torch.rand(3, 40, 56) * 0.05
+    x[:, :, :20] *= 0.2  # tiles of very different brightness
+    level = math.exp(PRIOR["alpha"] + PRIOR["beta"] * math.log(_mean_luminance(x)))
+    tiled = enhance_tiled(model, x, tile=24, overlap=8)
+    assert tiled.shape == (3, 80, 112)
+    assert _mean_luminance(tiled) == pytest.approx(level, rel=1e-4)
+    assert (tiled - enhance_tiled(model, x, tile=0)).abs().mean() < 0.01
+
+
+def test_prior_is_part_of_the_build_config_and_survives_a_round_trip(tmp_path):
+    _, model = _pair(0.25)
+    assert model.config["exposure_prior"] == {**PRIOR, "weight": 0.25}
+    assert build_model(**model.config).exposure_prior == model.exposure_prior
+    save_model(tmp_path / "m.pt", model)
+    assert load_model(tmp_path / "m.pt")[1]["exposure_prior"]["weight"] == 0.25
+    assert build_model(2, **SMALL).config["exposure_prior"] is None  # off by default
+    for bad in ({"alpha": 1.0, "beta": 0.5}, {**PRIOR, "weight": 1.5}, {**PRIOR, "weight": 0.5, "gain": 2},
+                {**PRIOR, "weight": float("nan")}, 0.25):
+        with pytest.raises(ValueError, match="exposure_prior"):
+            build_model(2, **SMALL, exposure_prior=bad)
+
+
+def test_fit_on_the_shipped_configs_training_photos():
+    import yaml
+
+    from examples.trico.config import CONFIG_DIR
+
+    config = yaml.safe_load((CONFIG_DIR / "shipped_x2.yaml").read_text())
+    prior = fit_exposure_prior(config)
+    fit = prior["fit"]
+    assert fit["images"] == 11 * 7 and fit["evs"] == [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
+    assert "chelsea" not in fit["photos"] and "coins" not in fit["photos"]  # neither test nor held-out photos
+    # a darker input means a darker scene, but less than one for one (the exposure cut is unknown)
+    assert 0.4 < prior["beta"] < 0.8
+    assert fit["residual_log_std"] < 0.8 * fit["scene_log_std"]
+    assert prior == fit_exposure_prior(config)  # deterministic
+    with pytest.raises(UsageError, match="embedded"):
+        fit_exposure_prior({**config, "data": {**config["data"], "source": "rellisur"}})
+
+
+@pytest.mark.slow
+def test_exposure_prior_command(tmp_path, capsys):
+    overrides = [f"model.widths={json.dumps(SMALL)}", "data.crop=8", "data.batch_size=2", "data.samples_per_epoch=12",
+                 "algorithm.s1.max_steps=1", "algorithm.s2.max_steps=1", "log.progress=false",
+                 "data.holdout=[motorcycle_right]"]
+    run_dir = tmp_path / "run"
+    train(load_config("demo", overrides), run_dir)
+    source = run_dir / "checkpoints" / "last.pt"
+    out = tmp_path / "prior.pt"
+    assert main(["exposure-prior", "--checkpoint", str(source), "--weight", "0.25", "--out", str(out)]) == 0
+    assert "weight 0.25 ->" in capsys.readouterr().out
+    model, config = load_model(out)
+    assert config["exposure_prior"]["weight"] == 0.25 and model.exposure_prior["beta"] > 0
+    trained = load_model(source)[0].trainable_state_dict()
+    for key, value in model.trainable_state_dict().items():
+        assert torch.equal(value, trained[key])  # the weights are the run's
+    saved = torch.load(out, weights_only=True)
+    assert saved["train_config"]["data"]["holdout"] == ["motorcycle_right"] and saved["global_step"] == 2
+    # usage errors (exit status 2): weight outside [0, 1], overwriting the input, a file without its training
+    assert main(["exposure-prior", "--checkpoint", str(source), "--weight", "1.5", "--out", str(tmp_path / "a.pt")]) == 2
+    assert main(["exposure-prior", "--checkpoint", str(source), "--weight", "0.5", "--out", str(source)]) == 2
+    plain = tmp_path / "plain.pt"
+    save_model(plain, build_model(2, **SMALL))
+    assert main(["exposure-prior", "--checkpoint", str(plain), "--weight", "0.5", "--out", str(tmp_path / "b.pt")]) == 2
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
+    with pytest.raises(UsageError, match="weight"):
+        with_exposure_prior(source, -0.1, tmp_path / "c.pt")
