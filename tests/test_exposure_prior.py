@@ -8,8 +8,8 @@ import torch
 
 from examples.restoration.degradations import luminance, srgb_to_linear
 from examples.trico.checkpoint import load_model, save_model
-from examples.trico.cli_errors import UsageError
 from examples.trico.cli import main
+from examples.trico.cli_errors import UsageError
 from examples.trico.config import load_config
 from examples.trico.enhance import enhance_tiled
 from examples.trico.exposure_prior import fit_exposure_prior, with_exposure_prior
@@ -119,3 +119,76 @@ def test_exposure_prior_command(tmp_path, capsys):
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
     with pytest.raises(UsageError, match="weight"):
         with_exposure_prior(source, -0.1, tmp_path / "c.pt")
+
+
+def test_enhance_can_override_or_refuse_the_prior_weight(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from examples.restoration.imageio import read_image
+
+    plain, prior = _pair(1.0)
+    save_model(tmp_path / "plain.pt", plain)
+    save_model(tmp_path / "prior.pt", prior)
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 12, (12, 16, 3), dtype=np.uint8)).save(src)
+
+    def enhance(ckpt: str, *extra: str) -> torch.Tensor:
+        out = tmp_path / f"o_{ckpt}_{'_'.join(extra)}"
+        assert main(["enhance", "--input", str(src), "--output", str(out), "--checkpoint", str(tmp_path / ckpt),
+                     "--tile", "0", *extra]) == 0
+        return read_image(out / "in.png")
+
+    own, with_prior = enhance("plain.pt"), enhance("prior.pt")
+    assert (own - with_prior).abs().max() > 0.01
+    torch.testing.assert_close(enhance("prior.pt", "--exposure-prior-weight", "0"), own, rtol=0, atol=1 / 255)
+    capsys.readouterr()
+    assert main(["enhance", "--input", str(src), "--output", str(tmp_path / "x"), "--checkpoint",
+                 str(tmp_path / "plain.pt"), "--exposure-prior-weight", "0.5"]) == 2
+    assert "has no exposure prior" in capsys.readouterr().err
+    assert main(["enhance", "--input", str(src), "--output", str(tmp_path / "y"), "--checkpoint",
+                 str(tmp_path / "prior.pt"), "--exposure-prior-weight", "2"]) == 2
+
+
+def _benchmark(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prior_benchmark_measures_every_weight_on_the_models_own_code_path(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from examples.trico.metrics import psnr
+
+    bench = _benchmark("trico_exposure_prior")
+    rng = np.random.default_rng(0)
+    for name in ("bikes_083", "zz_photo", "bikes_000"):  # the video frames first, in their order, then by name
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    sets = bench.scene_sets(tmp_path)
+    assert set(sets) == {"scenes seen", "scenes unseen"}
+    assert [it["name"] for it in sets["scenes seen"]][::3] == ["bikes_000-2.5", "bikes_083-2.5", "zz_photo-2.5"]
+    assert sets["scenes seen"][0]["target"].shape == (3, 256, 256) and sets["scenes seen"][0]["input"].shape == (
+        3, 128, 128)
+    plain, _ = _pair(0.0)
+    data = sets["scenes unseen"][:2]
+    result = bench.measure(plain, PRIOR, data)
+    with torch.no_grad():
+        own = [float(psnr(bench.quantize_8bit(plain(it["input"][None]).y.clamp(0, 1)), it["target"][None]))
+               for it in data]
+    assert result["psnr"]["0.0"] == pytest.approx(sum(own) / 2, abs=1e-9)  # w = 0: the network as it is
+    assert len(result["ratios"]) == 2 and plain.exposure_prior is None  # the model is left as it came
+    assert set(result["psnr"]) == set(result["ssim"]) == {str(w) for w in bench.WEIGHTS}
+    # the decision sets choose the best mean PSNR, the smaller weight on a tie
+    flat = {s: {"psnr": {str(w): 20.0 for w in bench.WEIGHTS}} for s in bench.DECISION_SETS}
+    assert bench.chosen_weight(flat) == 0.0
+    flat["val"]["psnr"]["0.5"] = 20.2
+    assert bench.chosen_weight(flat) == 0.5

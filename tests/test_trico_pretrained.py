@@ -125,6 +125,37 @@ if SHIPPED is not None:  # defined once examples/trico/pretrained/trico_x2.safet
             check_card_is_reproduced(prefix, capsys, key="evaluation_extra")
 
 
+def _card_table(evaluation: dict, degradation: str) -> list[str]:
+    """The model card's rows of one table as docs/trico.md prints them (best of each column in bold)."""
+    rows, metrics = evaluation["results"][degradation], evaluation["metrics"]
+    pick = {m: (min if m == "rmse" else max) for m in metrics}
+    best = {m: pick[m](r["metrics"][m] for r in rows.values() if "metrics" in r) for m in metrics}
+    lines = []
+    for row in rows.values():
+        cells = []
+        for m in metrics:
+            text = f"{row['metrics'][m]:.2f}" if m == "psnr" else f"{row['metrics'][m]:.4f}"
+            cells.append(f"**{text}**" if row["metrics"][m] == best[m] else text)
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+if SHIPPED is not None:
+
+    def test_docs_model_card_tables_are_the_cards():
+        card = json.loads(SHIPPED.with_suffix(".json").read_text())
+        text = (Path(__file__).resolve().parents[1] / "docs" / "trico.md").read_text()
+        section = text[text.index("### Model card"):text.index("#### How the shipped model was chosen")]
+        for key in ("evaluation", "evaluation_extra"):
+            for degradation in ("seen", "unseen"):
+                expected = "\n".join(_card_table(card[key], degradation))
+                assert expected in section, (key, degradation)
+        assert f"{card['trainable_tensors_numel']:,} trainable parameters" in section
+        prior = card["model_config"]["exposure_prior"]
+        assert f"exp({prior['alpha']:.4f} + {prior['beta']:.4f} * log m)" in section
+        assert f"level^{prior['weight']:g}" in section
+
+
 def test_enhance_defaults_to_the_shipped_model(exported, tmp_path, monkeypatch, capsys):
     src = tmp_path / "in.png"
     Image.fromarray(np.full((10, 14, 3), 30, np.uint8)).save(src)

@@ -100,3 +100,38 @@ def test_average_command_writes_a_loadable_checkpoint_with_its_record(tmp_path, 
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()
     assert main(["average", "--run", str(tmp_path)]) == 2  # not a run folder
+
+
+def _benchmark(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_weight_average_study_table_in_the_docs_is_its_json_and_the_rule_held():
+    from pathlib import Path
+
+    bench = _benchmark("trico_weight_average")
+    root = Path(__file__).resolve().parents[1]
+    models = json.loads((root / "docs" / "results" / "weight_average" / "psnr.json").read_text())["models"]
+    assert len(models) == 30  # 2 variants x 3 rules x 5 seeds
+    text = (root / "docs" / "trico.md").read_text()
+    for line in bench.summary(models).splitlines():
+        assert line in text, line
+    score = {rule: sum(bench.decision_score(models[f"trico_{rule}_s{s}"]) for s in range(5)) / 5
+             for rule in ("sel", "swa700")}
+    assert score["swa700"] < score["sel"]  # the pre-registered rule: not adopted
+    assert "**Not adopted**" in text
+    # the summary's paired difference is the mean of the per-seed differences
+    toy = {f"trico_{r}_s{s}": dict.fromkeys(bench.SETS, 20.0 + s + (0.5 if r == "swa700" else 0.0))
+           for r in ("sel", "swa700") for s in range(3)}
+    toy["trico_swa700_s2"] = dict.fromkeys(bench.SETS, 22.0 + 0.8)
+    row = [line for line in bench.summary(toy).splitlines() if "| swa700 |" in line][0]
+    assert "(+0.60, p " in row and "| 3 | " in row

@@ -80,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import average, demo, enhance, evaluate, exposure_prior, export, profile, select, study
+    from . import average, demo, enhance, evaluate, export, exposure_prior, profile, select, study
 
     parser = argparse.ArgumentParser(prog="python -m examples.trico",
                                      description="TriCo: low-light super-resolution trained as a tri-level problem")

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average the outputs of the eight flips and quarter turns of each photo (x8 the "
                              "time; +0.1 dB PSNR, +0.015 SSIM on the validation photos, docs/trico.md)")
+    parser.add_argument("--exposure-prior-weight", type=float, default=None, metavar="W",
+                        help="override the model's exposure-prior weight (0: the network's own exposure; the shipped "
+                             "model uses 0.25; docs/trico.md, 'Exposure prior')")
 
 
 @torch.no_grad()
@@ -119,8 +122,18 @@ def _run_cli(args: argparse.Namespace) -> int:
         raise DataError(f"no images in {src} (looked for {', '.join(sorted(_extensions()))}); "
                         "give a folder holding images")
     out_dir = check_output_dir(args.output)  # before the model is loaded or anything computed
+    weight = getattr(args, "exposure_prior_weight", None)
+    if weight is not None and not 0.0 <= weight <= 1.0:
+        raise UsageError(f"--exposure-prior-weight must be in [0, 1], got {weight}")
     model, config = load_model(args.checkpoint, map_location=args.device)
     checkpoint_scale(config, args.scale, args.checkpoint)
+    if weight is not None:
+        if getattr(model, "exposure_prior", None) is None:
+            if weight > 0:
+                raise UsageError(f"{args.checkpoint} has no exposure prior to weight; give it one with `python -m "
+                                 "examples.trico exposure-prior --checkpoint CKPT --weight W --out NEW`")
+        else:
+            model.exposure_prior = {**model.exposure_prior, "weight": weight}
     ensemble = getattr(args, "self_ensemble", False)
     failed = restore_files(lambda x: enhance_image(model, x, args.tile, args.tile_overlap, args.device, ensemble),
                            files, out_dir, ext=ext, bits=bits, overwrite=getattr(args, "overwrite", False),
