@@ -192,3 +192,33 @@ def test_prior_benchmark_measures_every_weight_on_the_models_own_code_path(tmp_p
     assert bench.chosen_weight(flat) == 0.0
     flat["val"]["psnr"]["0.5"] = 20.2
     assert bench.chosen_weight(flat) == 0.5
+
+
+def test_prior_study_table_in_the_docs_is_its_json_and_the_confirmatory_rule_held():
+    from pathlib import Path
+
+    bench = _benchmark("trico_exposure_prior")
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "docs" / "results" / "exposure_prior" / "prior.json").read_text())
+    text = (root / "docs" / "trico.md").read_text()
+    for line in bench.summary(results).splitlines():
+        assert line in text, line
+    # the pre-registered confirmatory rule: w = 0.25 raises the scenes' PSNR (both degradations) for >= 4 of the
+    # five TriCo runs and for the shipped one (seed 0)
+    def scenes(name: str, w: str) -> float:
+        return sum(results[name][f"scenes {d}"]["psnr"][w] for d in ("seen", "unseen")) / 2
+
+    raised = [scenes(f"trico_s{s}", "0.25") > scenes(f"trico_s{s}", "0.0") for s in range(5)]
+    assert sum(raised) >= 4 and raised[0]
+    shipped = json.loads((root / "examples" / "trico" / "pretrained" / "trico_x2.json").read_text())
+    prior = shipped["model_config"]["exposure_prior"]
+    assert prior["weight"] == 0.25
+    assert prior["alpha"] == pytest.approx(results["_prior"]["alpha"]) and prior["beta"] == pytest.approx(
+        results["_prior"]["beta"])
+
+
+def test_a_training_config_cannot_set_the_prior():
+    from examples.trico.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.widths.exposure_prior: the exposure prior is fitted after training"):
+        load_config("demo", ['model.widths={exposure_prior: {alpha: 0.7, beta: 0.6, weight: 0.25}}'])

@@ -46,6 +46,9 @@ class ModelConfig:
             raise ConfigError(f"{key}.widths: unknown key(s) {unknown}; known: {sorted(DEFAULT_WIDTHS)}")
         if "ihem" in self.widths:
             raise ConfigError(f"{key}.widths.ihem: set {key}.ihem instead")
+        if self.widths.get("exposure_prior") is not None:
+            raise ConfigError(f"{key}.widths.exposure_prior: the exposure prior is fitted after training on the run's "
+                              "training photos (python -m examples.trico exposure-prior); training leaves it unset")
 
 
 @dataclass
