@@ -113,9 +113,11 @@ def scene_sets(folder: Path, scale: int = 2) -> dict[str, list[dict]]:
 
 @torch.no_grad()
 def measure(model: torch.nn.Module, prior: dict, dataset) -> dict:
-    """PSNR and SSIM means at every weight, and per-image exposure ratios, of ``model`` on ``dataset``."""
+    """PSNR and SSIM means at every weight, and per-image exposure ratios, of ``model``'s network on ``dataset``
+    (its own prior, if any, is set aside while measuring and put back)."""
     sums = {m: dict.fromkeys(WEIGHTS, 0.0) for m in ("psnr", "ssim")}
     ratios = []
+    original = model.exposure_prior
     for i in range(len(dataset)):
         item = dataset[i]
         x, target = item["input"][None], item["target"][None]
@@ -129,7 +131,7 @@ def measure(model: torch.nn.Module, prior: dict, dataset) -> dict:
             z = quantize_8bit(model.apply_exposure_prior(x, y))
             sums["psnr"][w] += float(psnr(z, target))
             sums["ssim"][w] += float(ssim(z, target))
-    model.exposure_prior = None
+    model.exposure_prior = original
     return {m: {str(w): s / len(dataset) for w, s in per.items()} for m, per in sums.items()} | {"ratios": ratios}
 
 

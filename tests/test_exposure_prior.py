@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from _benchmarks import load_benchmark
 
 from examples.restoration.degradations import luminance, srgb_to_linear
 from examples.trico.checkpoint import load_model, save_model
@@ -150,18 +151,6 @@ def test_enhance_can_override_or_refuse_the_prior_weight(tmp_path, capsys):
                  str(tmp_path / "prior.pt"), "--exposure-prior-weight", "2"]) == 2
 
 
-def _benchmark(name: str):
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_prior_benchmark_measures_every_weight_on_the_models_own_code_path(tmp_path):
     import numpy as np
@@ -169,7 +158,7 @@ def test_prior_benchmark_measures_every_weight_on_the_models_own_code_path(tmp_p
 
     from examples.trico.metrics import psnr
 
-    bench = _benchmark("trico_exposure_prior")
+    bench = load_benchmark("trico_exposure_prior")
     rng = np.random.default_rng(0)
     for name in ("bikes_083", "zz_photo", "bikes_000"):  # the video frames first, in their order, then by name
         Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
@@ -186,6 +175,9 @@ def test_prior_benchmark_measures_every_weight_on_the_models_own_code_path(tmp_p
                for it in data]
     assert result["psnr"]["0.0"] == pytest.approx(sum(own) / 2, abs=1e-9)  # w = 0: the network as it is
     assert len(result["ratios"]) == 2 and plain.exposure_prior is None  # the model is left as it came
+    _, with_prior = _pair(0.5)
+    bench.measure(with_prior, PRIOR, data[:1])
+    assert with_prior.exposure_prior == {**PRIOR, "weight": 0.5}
     assert set(result["psnr"]) == set(result["ssim"]) == {str(w) for w in bench.WEIGHTS}
     # the decision sets choose the best mean PSNR, the smaller weight on a tie
     flat = {s: {"psnr": {str(w): 20.0 for w in bench.WEIGHTS}} for s in bench.DECISION_SETS}
@@ -197,7 +189,7 @@ def test_prior_benchmark_measures_every_weight_on_the_models_own_code_path(tmp_p
 def test_prior_study_table_in_the_docs_is_its_json_and_the_confirmatory_rule_held():
     from pathlib import Path
 
-    bench = _benchmark("trico_exposure_prior")
+    bench = load_benchmark("trico_exposure_prior")
     root = Path(__file__).resolve().parents[1]
     results = json.loads((root / "docs" / "results" / "exposure_prior" / "prior.json").read_text())
     text = (root / "docs" / "trico.md").read_text()

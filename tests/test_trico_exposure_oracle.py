@@ -4,27 +4,14 @@ statistic scales with the exposure, so a gain to the clean image's own statistic
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _benchmarks import load_benchmark
 
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load_benchmark(name: str):
-    """A script of benchmarks/ (not a package) as a module."""
-    spec = importlib.util.spec_from_file_location(name, _BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-oracle = _load_benchmark("trico_exposure_oracle")
-stats = _load_benchmark("trico_exposure_statistics")
+oracle = load_benchmark("trico_exposure_oracle")
+stats = load_benchmark("trico_exposure_statistics")
 
 
 def test_srgb_round_trip_and_exposure_correction():
@@ -52,7 +39,7 @@ def test_exposure_statistics_undo_a_pure_exposure_cut():
     assert float(stats.statistic(target, 0.999)) > float(stats.statistic(target, 0.5))
 
 
-anchor = _load_benchmark("trico_exposure_anchor")
+anchor = load_benchmark("trico_exposure_anchor")
 
 
 def test_exposure_anchoring_interpolates_between_own_and_anchor_exposure():
@@ -104,7 +91,7 @@ def test_docs_exposure_anchor_table_matches_its_json():
     assert checked == 2 * 3 * len(sets)
 
 
-rules = _load_benchmark("trico_selection_rules")
+rules = load_benchmark("trico_selection_rules")
 
 
 def test_selection_rules_choose_and_docs_table_matches_the_json():

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from _benchmarks import load_benchmark
 from torch import nn
 
 from examples.restoration.checkpoint import CheckpointError
@@ -102,23 +103,11 @@ def test_average_command_writes_a_loadable_checkpoint_with_its_record(tmp_path, 
     assert main(["average", "--run", str(tmp_path)]) == 2  # not a run folder
 
 
-def _benchmark(name: str):
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_weight_average_study_table_in_the_docs_is_its_json_and_the_rule_held():
     from pathlib import Path
 
-    bench = _benchmark("trico_weight_average")
+    bench = load_benchmark("trico_weight_average")
     root = Path(__file__).resolve().parents[1]
     models = json.loads((root / "docs" / "results" / "weight_average" / "psnr.json").read_text())["models"]
     assert len(models) == 30  # 2 variants x 3 rules x 5 seeds
