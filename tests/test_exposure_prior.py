@@ -214,3 +214,4 @@ def test_a_training_config_cannot_set_the_prior():
 
     with pytest.raises(ConfigError, match="model.widths.exposure_prior: the exposure prior is fitted after training"):
         load_config("demo", ['model.widths={exposure_prior: {alpha: 0.7, beta: 0.6, weight: 0.25}}'])
+

@@ -185,3 +185,24 @@ def test_exif_orientation_is_applied_before_enhancing(orientation, exported, tmp
                    "--output", str(tmp_path / "o")])
     assert rc == 0
     assert read_image(tmp_path / "o" / f"rot{orientation}.png").shape == (3, 160, 96)
+
+
+def test_docs_tile_figures_are_the_measured_ones():
+    """docs/trico.md, "Tiles": the means and the per-photo comparison behind enhance's default tile of 512."""
+    from examples.trico.enhance import add_arguments
+
+    root = Path(__file__).resolve().parents[1]
+    photos = json.loads((root / "docs" / "results" / "tiles" / "tiles.json").read_text())["photos"]
+    text = (root / "docs" / "trico.md").read_text()
+    means = {t: sum(r[t][0] for r in photos.values()) / len(photos) for t in ("128", "256", "0")}
+    assert f"mean PSNR {means['128']:.2f} dB with 128-px tiles, {means['256']:.2f} with 256-px tiles, " \
+           f"{means['0']:.2f}\nwhole" in text
+    tiled = {n: r for n, r in photos.items() if max(r["lr"]) > 256}
+    gains = [r["0"][0] - r["256"][0] for r in tiled.values()]
+    assert len(tiled) == 5 and min(gains) > 0  # the whole image beat 256-px tiles on every photo larger than a tile
+    assert f"(+{min(gains):.2f} to +{max(gains):.2f} dB)" in text
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--input", "x", "--output", "y"]).tile == 512

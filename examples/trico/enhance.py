@@ -8,7 +8,11 @@ Big photos are processed in overlapping tiles (``--tile`` input pixels, ``--tile
 each overlap the outer quarter of each tile is discarded and the middle half is blended with complementary
 cosine ramps (see ``blend_ramp``), so seams do not show. This is exact for a purely local model whose receptive
 radius is at most a quarter of the overlap; TriCo is only approximately local (IHEM's channel attention and the
-semantic encoder use whole-tile statistics), so use the largest tile that fits in memory.
+semantic encoder use whole-tile statistics), so use the largest tile that fits in memory. The default, 512
+input pixels, runs photos up to 1024 x 1024 output pixels whole (2.0 GB peak memory on the CPU for a 512 x 512
+input, 3.4 GB at 768 x 768; the shipped model): on the five training and validation photos larger than the former
+default of 256, whole-image inference beat 256-pixel tiles on every one (+0.02 to +0.38 dB; docs/trico.md, "EXIF
+orientation and tiles").
 
 The scale is the checkpoint's (``--scale`` may only repeat it). The output folder is created and checked before
 the model is loaded. Multi-frame inputs (animated GIF/WebP/PNG, multi-page TIFF) are refused and counted as
@@ -37,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output directory (created if needed)")
     parser.add_argument("--scale", type=int, default=None,
                         help="taken from the checkpoint; if given, it must equal the checkpoint's scale")
-    parser.add_argument("--tile", type=int, default=256, help="tile size in input pixels; 0: whole image")
+    parser.add_argument("--tile", type=int, default=512,
+                        help="tile size in input pixels; 0: whole image (default 512: 2 GB of memory on the CPU)")
     parser.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles (pixels)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bits", type=int, default=None, choices=[8, 16],
