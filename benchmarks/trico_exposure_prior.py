@@ -41,10 +41,10 @@ from trico_exposure_anchor import DECISION_SETS, evaluation_sets  # noqa: E402
 from trico_exposure_oracle import load_models  # noqa: E402
 
 from examples.restoration.data.common import derive_seed
-from examples.restoration.degradations import luminance, quantize_8bit, srgb_to_linear
+from examples.restoration.degradations import quantize_8bit
 from examples.restoration.imageio import read_image
 from examples.trico.data.degradations import build_degradation, degrade_with
-from examples.trico.exposure_prior import fit_exposure_prior
+from examples.trico.exposure_prior import fit_exposure_prior, mean_luminance
 from examples.trico.metrics import psnr, ssim
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -72,10 +72,6 @@ def extract_video_frames(out: Path) -> list[Path]:
                     written.append(out / f"{name}_{i:03d}.png")
                     frame.to_image().save(written[-1])
     return written
-
-
-def _mean_luminance(img: torch.Tensor) -> float:
-    return float(luminance(srgb_to_linear(img.clamp(0, 1))).mean())
 
 
 def _centre_square(img: torch.Tensor, size: int = 256) -> torch.Tensor:
@@ -123,9 +119,9 @@ def measure(model: torch.nn.Module, prior: dict, dataset) -> dict:
         x, target = item["input"][None], item["target"][None]
         model.exposure_prior = None
         y = model(x).y.clamp(0, 1)
-        level = math.exp(prior["alpha"] + prior["beta"] * math.log(max(_mean_luminance(x), 1e-6)))
-        truth = _mean_luminance(target)
-        ratios.append({"name": item.get("name", str(i)), "own": _mean_luminance(y) / truth, "prior": level / truth})
+        level = math.exp(prior["alpha"] + prior["beta"] * math.log(max(mean_luminance(x), 1e-6)))
+        truth = mean_luminance(target)
+        ratios.append({"name": item.get("name", str(i)), "own": mean_luminance(y) / truth, "prior": level / truth})
         for w in WEIGHTS:
             model.exposure_prior = {**prior, "weight": w}
             z = quantize_8bit(model.apply_exposure_prior(x, y))

@@ -50,17 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def training_info(checkpoint: str | Path) -> dict[str, Any]:
-    """What an engine checkpoint records about its training (``{}`` entries for a plain model file)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        return {}
-    extra = state.get("extra") if isinstance(state.get("extra"), dict) else state
+    """What a checkpoint records about its training (``{}`` entries for a plain model file), from
+    :func:`examples.trico.checkpoint.training_record`."""
+    from .checkpoint import training_record
+
+    record = training_record(checkpoint)
     info: dict[str, Any] = {}
-    if "global_step" in state:
-        info["global_step"] = int(state["global_step"])
-        info["last_phase"] = state.get("phase_name")
-        info["finished"] = state.get("phase_name") is None
-    cfg = extra.get("train_config")
+    if "global_step" in record:
+        info["global_step"] = int(record["global_step"])
+        info["last_phase"] = record.get("phase_name")
+        info["finished"] = record.get("phase_name") is None
+    cfg = record.get("train_config")
     if isinstance(cfg, dict):
         algo = cfg.get("algorithm", {})
         info["train_config"] = cfg
@@ -68,8 +68,8 @@ def training_info(checkpoint: str | Path) -> dict[str, Any]:
         info["data"] = cfg.get("data")
         info["schedule"] = {"variant": algo.get("variant"), "s1": algo.get("s1"), "s2": algo.get("s2"),
                             "lr": algo.get("lr")}
-    if isinstance(extra.get("loss_weights"), dict):
-        info["loss_weights"] = {k: float(v) for k, v in extra["loss_weights"].items()}
+    if isinstance(record.get("loss_weights"), dict):
+        info["loss_weights"] = {k: float(v) for k, v in record["loss_weights"].items()}
     return info
 
 

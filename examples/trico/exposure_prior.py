@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["add_arguments", "run", "fit_exposure_prior", "with_exposure_prior", "FIT_EVS"]
+__all__ = ["add_arguments", "run", "fit_exposure_prior", "with_exposure_prior", "mean_luminance", "FIT_EVS"]
 
 #: the exposures (stops below the photo) the regression is fitted on: the default 2 .. 5 EV training range
 FIT_EVS = (2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
@@ -31,7 +31,8 @@ FIT_EVS = (2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
 FIT_SEED = 1
 
 
-def _mean_luminance(img: torch.Tensor) -> float:
+def mean_luminance(img: torch.Tensor) -> float:
+    """Mean linear luminance (Rec. 709 weights) of an sRGB image in [0, 1]: the statistic the prior is fitted on."""
     from examples.restoration.degradations import luminance, srgb_to_linear
 
     return float(luminance(srgb_to_linear(img.clamp(0.0, 1.0))).mean())
@@ -60,8 +61,8 @@ def fit_exposure_prior(train_config: dict[str, Any], scale: int = 2, evs: Sequen
     logs_in, logs_true = [], []
     for i in range(len(photos)):
         item = photos[i]
-        logs_in.append(math.log(max(_mean_luminance(item["input"]), 1e-6)))
-        logs_true.append(math.log(max(_mean_luminance(item["target"]), 1e-6)))
+        logs_in.append(math.log(max(mean_luminance(item["input"]), 1e-6)))
+        logs_true.append(math.log(max(mean_luminance(item["target"]), 1e-6)))
     design = torch.tensor([[1.0, v] for v in logs_in], dtype=torch.float64)
     truth = torch.tensor(logs_true, dtype=torch.float64)
     alpha, beta = torch.linalg.lstsq(design, truth[:, None]).solution.flatten().tolist()
